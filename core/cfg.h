@@ -1,0 +1,173 @@
+/*
+ * Node configuration: libconfig text -> a validated, defaults-applied,
+ * immutable `struct cfg` snapshot. Only core/cfg.c includes <libconfig.h>.
+ *
+ * A snapshot is reference counted: a reload makes a new one and swaps it in;
+ * live connections keep a reference to the one they started with. Every key
+ * is documented in etc/catena.conf; unknown keys are errors.
+ */
+#ifndef CATENA_CORE_CFG_H
+#define CATENA_CORE_CFG_H
+
+#include "core/attr.h"
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/socket.h>
+
+/** A network in CIDR form; family is AF_INET or AF_INET6, addr in network order. */
+struct cfg_net {
+    int family;
+    uint8_t addr[16];
+    uint8_t prefix;
+};
+
+struct cfg_port_range {
+    uint16_t lo, hi; /* inclusive */
+};
+
+enum cfg_listener_type {
+    CFG_LSN_HTTP = 0,    /* explicit proxy: CONNECT and absolute-form HTTP */
+    CFG_LSN_SOCKS5,      /* RFC 1928 (later issue) */
+    CFG_LSN_TRANSPARENT, /* redirected traffic (later issue) */
+};
+
+struct cfg_listener {
+    enum cfg_listener_type type;
+    struct sockaddr_storage addr; /* address and port to bind */
+    socklen_t addrlen;
+    char *text; /* owned: "127.0.0.1:3128" as written, for logs */
+};
+
+enum cfg_family { CFG_FAMILY_ANY = 0, CFG_FAMILY_IPV4, CFG_FAMILY_IPV6 };
+
+struct cfg_resolver {
+    char **servers;    /* owned: "ip", "ip:port", "[v6]:port"; none = /etc/resolv.conf */
+    size_t n_servers;
+    char *hosts_file;  /* owned; NULL = no hosts file. Default "/etc/hosts" */
+    enum cfg_family family;   /* which address families to ask for and use */
+    unsigned cache_entries;   /* bound on cached names (positive + negative) */
+    unsigned min_ttl_s;       /* floor on positive TTLs */
+    unsigned max_ttl_s;       /* ceiling on positive TTLs */
+    unsigned negative_ttl_s;  /* how long NXDOMAIN/NODATA is remembered */
+    unsigned timeout_ms;      /* per try */
+    unsigned tries;
+};
+
+/* Interception stand-in until the CPL policy engine lands (Policy issue). */
+enum cfg_intercept_mode {
+    CFG_INTERCEPT_NONE = 0, /* tunnel everything */
+    CFG_INTERCEPT_ALL,      /* intercept every TLS connection not in `never` */
+    CFG_INTERCEPT_LIST,     /* intercept hosts matching `hosts`, minus `never` */
+};
+
+/* A host pattern: "example.com" (exact) or ".example.com" (the domain and below). */
+struct cfg_hostlist {
+    char **names; /* owned */
+    size_t n;
+};
+
+/* An issuer keyring: a directory made by `catenactl ca` holding cert.pem
+ * (the issuing CA), key.pem (its key, 0600) and chain.pem (the CAs above it up
+ * to the root; absent for a root). Policy names keyrings by `name`. */
+struct cfg_keyring {
+    char *name; /* owned */
+    char *dir;  /* owned */
+};
+
+struct cfg_tls {
+    enum cfg_intercept_mode intercept;
+    struct cfg_hostlist intercept_hosts;
+    struct cfg_hostlist never_intercept;
+    struct cfg_keyring *keyrings; /* owned array; the first is the default */
+    size_t n_keyrings;
+    char *splash_text;     /* owned or NULL: certificate extension text (<= 200 chars) */
+    char *splash_url;      /* owned or NULL */
+    unsigned cert_cache_entries; /* emulated certificate LRU bound */
+    char *ca_file;         /* owned or NULL: extra trusted CAs for origins (PEM) */
+    bool use_system_cas;   /* trust the system CA bundle for origins */
+    char *keylog_file;     /* owned or NULL: SSLKEYLOGFILE-format key log (0600) */
+};
+
+struct cfg_timeouts {
+    unsigned connect_ms;     /* TCP connect to an origin or hop */
+    unsigned head_ms;        /* a client must send a whole request head within this */
+    unsigned keepalive_ms;   /* idle client connection between requests */
+    unsigned idle_ms;        /* no byte either way on an HTTP exchange */
+    unsigned tunnel_idle_ms; /* no byte either way on a tunnel */
+    unsigned tls_handshake_ms; /* either side's TLS handshake */
+    unsigned drain_ms;       /* SIGTERM grace period for open connections */
+};
+
+struct cfg_limits {
+    unsigned max_connections; /* over all workers; excess is refused with 503 */
+    size_t max_head_size;     /* request or response head, all lines */
+    unsigned max_headers;     /* header fields per head */
+    size_t buffer_size;       /* user-space relay buffer per direction */
+    size_t pipe_size;         /* splice pipe per direction (bounded kernel buffer) */
+};
+
+struct cfg_log {
+    char *event_file;     /* owned; NULL or "-" = stderr */
+    int event_level;      /* syslog level for the main facility */
+    int ssl_level;        /* syslog level for the ssl facility */
+    char *access_file;    /* owned; NULL = no access log */
+    char *access_fields;  /* owned: W3C field list, space separated */
+};
+
+struct cfg {
+    atomic_int refs;
+    char *path;            /* owned: the file it was read from */
+    char *node_name;       /* owned: this node's name (Via, logs); default: hostname */
+    unsigned workers;      /* threads, each with its own loop; default: cores */
+    char *pid_file;        /* owned or NULL: written with -d */
+
+    struct cfg_listener *listeners; /* owned array */
+    size_t n_listeners;
+
+    struct cfg_net *client_nets;    /* owned: clients allowed (default loopback) */
+    size_t n_client_nets;
+    struct cfg_port_range *connect_ports; /* owned: CONNECT ports allowed (default 443) */
+    size_t n_connect_ports;
+    struct cfg_port_range *http_ports; /* owned: ports plain HTTP may go to (default 80, 1025-65535) */
+    size_t n_http_ports;
+
+    struct cfg_resolver resolver;
+    struct cfg_timeouts timeouts;
+    struct cfg_limits limits;
+    struct cfg_log log;
+    struct cfg_tls tls;
+};
+
+/**
+ * Reads and validates FILE. On failure returns NULL and writes one message
+ * "file:line:column: key: reason" (or "file:line: reason" for a syntax error)
+ * to err. The result has refs == 1.
+ */
+struct cfg *cfg_load(const char *path, char *err, size_t errlen) CAT_WUR CAT_NONNULL(1, 2);
+
+/** Same, from text already in memory (tests, fuzzing); name is used in messages. */
+struct cfg *cfg_load_string(const char *text, const char *name, char *err, size_t errlen)
+    CAT_WUR CAT_NONNULL(1, 2, 3);
+
+struct cfg *cfg_ref(struct cfg *c) CAT_NONNULL(1);
+void cfg_unref(struct cfg *c);
+
+/** True if addr (sockaddr of a client) lies in one of the networks. */
+bool cfg_net_match(const struct cfg_net *nets, size_t n, const struct sockaddr *addr)
+    CAT_NONNULL(3);
+/** True if port lies in one of the ranges. */
+bool cfg_port_allowed(const struct cfg_port_range *r, size_t n, unsigned port);
+/** True if host matches one pattern of the list (case-insensitive). */
+bool cfg_hostlist_match(const struct cfg_hostlist *l, const char *host) CAT_NONNULL(1, 2);
+
+/** Parses "10s", "500ms", "2m", "1h" or a plain number of seconds. */
+int cfg_parse_duration_ms(const char *s, unsigned *out_ms) CAT_WUR;
+/** Parses "16k", "1m", "64K", or a plain number of bytes. */
+int cfg_parse_size(const char *s, size_t *out) CAT_WUR;
+/** Parses "10.0.0.0/8", "::1/128", or an address alone (full prefix). */
+int cfg_parse_net(const char *s, struct cfg_net *out) CAT_WUR;
+
+#endif
