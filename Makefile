@@ -43,8 +43,10 @@ EV_LIBS   ?= -lev
 
 WARN    := -Wall -Wextra -Werror -Wshadow -Wformat=2 -Wno-unused-parameter \
            -Wmissing-prototypes -Wstrict-prototypes -Wvla
+# CFLAGS is the caller's (optimisation, debug); the flags catena needs are
+# added with override so `make CFLAGS=-O1` keeps them.
 CFLAGS  ?= -O2 -g
-CFLAGS  += -std=c11 -D_GNU_SOURCE -pthread -fno-strict-aliasing $(WARN) -I. \
+override CFLAGS += -std=c11 -D_GNU_SOURCE -pthread -fno-strict-aliasing $(WARN) -I. \
            $(WOLF_CFLAGS) $(EV_CFLAGS) \
            $(shell pkg-config --cflags libconfig libcares 2>/dev/null)
 LDLIBS  := $(WOLF_LIBS) $(EV_LIBS) \
@@ -52,8 +54,8 @@ LDLIBS  := $(WOLF_LIBS) $(EV_LIBS) \
            -lcrypt -lm -pthread
 
 ifneq ($(SANITIZE),)
-CFLAGS  += -fsanitize=$(SANITIZE) -fno-omit-frame-pointer -fno-sanitize-recover=all
-LDFLAGS += -fsanitize=$(SANITIZE)
+override CFLAGS  += -fsanitize=$(SANITIZE) -fno-omit-frame-pointer -fno-sanitize-recover=all
+override LDFLAGS += -fsanitize=$(SANITIZE)
 endif
 
 # --- sources -----------------------------------------------------------------

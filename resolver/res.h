@@ -43,26 +43,37 @@ struct res_answer {
     socklen_t lens[RES_MAX_ADDRS];
 };
 
-/** Called once per res_lookup() that returned CAT_AGAIN, unless cancelled first. */
+/**
+ * Called once per res_lookup() that returned CAT_AGAIN, unless cancelled first, from
+ * the loop. ans is valid during the call only; the query handle is dead once it
+ * returns. It may call res_lookup() and res_cancel() and free arg, never res_free().
+ */
 typedef void res_cb(void *arg, const struct res_answer *ans);
 
 /** Makes a resolver on loop from the config section (copied). NULL on failure, err says why. */
 struct res *res_new(struct ev_loop *loop, const struct cfg_resolver *rc, char *err, size_t errlen)
     CAT_WUR;
-/** Cancels every query (no callbacks) and frees everything. */
+/**
+ * Cancels every query (no callbacks; every handle dies) and frees everything.
+ * Not from inside a res_cb of the same resolver. r may be NULL.
+ */
 void res_free(struct res *r);
 
 /**
  * Resolves host (a name or an IP literal, IPv6 without brackets).
- * - CAT_OK: answered now (literal, hosts file, cache, or a cached failure):
- *   *out is filled, out->err says whether it failed; cb is never called.
+ * - CAT_OK: answered now (literal, hosts file, localhost, cache, a cached
+ *   failure, an invalid name, no memory): *out is filled, out->err says
+ *   whether it failed; *qp is NULL; cb is never called.
  * - CAT_AGAIN: a query is in flight; *qp is set; cb(arg, ans) comes later
  *   from the loop, exactly once, unless res_cancel(*qp) is called first.
  */
 int res_lookup(struct res *r, const char *host, struct res_answer *out, res_cb *cb, void *arg,
                struct res_query **qp) CAT_WUR CAT_NONNULL(1, 2, 3, 4, 6);
 
-/** Drops the caller's interest: no callback after this returns. q may be NULL. */
+/**
+ * Drops the caller's interest: no callback after this returns. q may be NULL.
+ * The query itself goes on and its answer is still cached.
+ */
 void res_cancel(struct res_query *q);
 
 /** Human text for an error, for error pages and logs ("no such host", ...). */
