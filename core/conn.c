@@ -1,0 +1,890 @@
+/*
+ * The connection state machine: one handler per state, in a table indexed by
+ * enum conn_state. conn_run() calls the current state's handler until one
+ * returns CAT_AGAIN (watchers armed) or CAT_ERR (closed). A handler that
+ * returns CAT_OK has changed the state, and the new state's handler runs at
+ * once. Every state has a deadline (c->timer).
+ *
+ * Explicit proxy path: ACCEPTED -> REQUEST -> POLICY -> RESOLVE -> CONNECT
+ *   -> RESPOND (200 established) -> TUNNEL            for CONNECT
+ *   -> EXCHANGE -> REQUEST (keep-alive) ...           for absolute-form HTTP
+ * Errors answer a page (RESPOND) then LINGER until the client's FIN.
+ *
+ * Closing: conn_close() stops everything and queues the connection; the
+ * worker frees it once the callback stack has unwound.
+ */
+#include "core/conn.h"
+
+#include "core/msg.h"
+#include "core/page.h"
+#include "core/policy.h"
+#include "core/worker.h"
+#include "resolver/res.h"
+
+#include <arpa/inet.h>
+#include <ctype.h>
+#include <errno.h>
+#include <netinet/tcp.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+/* How long a closing connection waits for the client's FIN after our answer,
+ * so that unread request bytes do not turn our close into a reset that
+ * destroys the answer in flight (RFC 9112 section 9.6). */
+#define CONN_LINGER_MS 2000
+/* Bytes of request data a lingering close reads and discards at most. */
+#define CONN_LINGER_MAX (256 * 1024)
+
+static atomic_uint_fast64_t conn_next_id = 1;
+
+static const char *const conn_state_names[CONN_ST_COUNT] = {
+    [CONN_ST_ACCEPTED] = "accepted", [CONN_ST_REQUEST] = "request",
+    [CONN_ST_POLICY] = "policy",     [CONN_ST_RESOLVE] = "resolve",
+    [CONN_ST_CONNECT] = "connect",   [CONN_ST_RESPOND] = "respond",
+    [CONN_ST_TUNNEL] = "tunnel",     [CONN_ST_EXCHANGE] = "exchange",
+    [CONN_ST_LINGER] = "linger",
+};
+
+static const char *const conn_err_names[CONN_ERR_COUNT] = {
+    [CONN_ERR_NONE] = "none",
+    [CONN_ERR_CLI_EOF] = "client closed",
+    [CONN_ERR_CLI_RESET] = "client reset",
+    [CONN_ERR_SRV_EOF] = "server closed",
+    [CONN_ERR_SRV_RESET] = "server reset",
+    [CONN_ERR_TIMEOUT] = "timeout",
+    [CONN_ERR_DNS] = "DNS failure",
+    [CONN_ERR_CONNECT] = "connect failed",
+    [CONN_ERR_BAD_REQUEST] = "bad request",
+    [CONN_ERR_BAD_RESPONSE] = "bad response",
+    [CONN_ERR_DENIED] = "denied",
+    [CONN_ERR_NOMEM] = "out of memory",
+    [CONN_ERR_SHUTDOWN] = "shutdown",
+    [CONN_ERR_INTERNAL] = "internal error",
+};
+
+const char *
+conn_state_name(enum conn_state s)
+{
+    return s < CONN_ST_COUNT ? conn_state_names[s] : "?";
+}
+
+const char *
+conn_err_str(enum conn_err e)
+{
+    return e < CONN_ERR_COUNT ? conn_err_names[e] : "?";
+}
+
+size_t
+conn_log_ctx(const void *cv, char *buf, size_t cap)
+{
+    const struct conn *c = cv;
+    int n;
+    if (c->txn.host[0] != '\0')
+        n = snprintf(buf, cap, "conn=%llu cli=%s target=%s:%u state=%s",
+                     (unsigned long long)c->id, c->cli_text, c->txn.host, c->txn.port,
+                     conn_state_name(c->state));
+    else
+        n = snprintf(buf, cap, "conn=%llu cli=%s state=%s", (unsigned long long)c->id,
+                     c->cli_text, conn_state_name(c->state));
+    return n < 0 ? 0 : CAT_MIN((size_t)n, cap - 1);
+}
+
+/* ---- the engine ----------------------------------------------------------- */
+
+typedef int conn_state_fn(struct conn *c, unsigned ev);
+
+static conn_state_fn conn_st_accepted, conn_st_request, conn_st_policy, conn_st_resolve,
+    conn_st_connect, conn_st_respond, conn_st_tunnel, conn_st_exchange, conn_st_linger;
+
+static conn_state_fn *const conn_states[CONN_ST_COUNT] = {
+    [CONN_ST_ACCEPTED] = conn_st_accepted, [CONN_ST_REQUEST] = conn_st_request,
+    [CONN_ST_POLICY] = conn_st_policy,     [CONN_ST_RESOLVE] = conn_st_resolve,
+    [CONN_ST_CONNECT] = conn_st_connect,   [CONN_ST_RESPOND] = conn_st_respond,
+    [CONN_ST_TUNNEL] = conn_st_tunnel,     [CONN_ST_EXCHANGE] = conn_st_exchange,
+    [CONN_ST_LINGER] = conn_st_linger,
+};
+
+static void
+conn_run(struct conn *c, unsigned ev)
+{
+    /* Bounded: a request passes through at most a handful of states per event. */
+    for (int i = 0; i < 32 && !(c->flags & CONN_F_CLOSING); i++) {
+        enum conn_state st = c->state;
+        int rc = conn_states[st](c, ev);
+        ev = 0; /* the event belonged to the first handler */
+        if (rc == CAT_AGAIN)
+            return;
+        if (rc == CAT_ERR) {
+            conn_close(c, c->err != CONN_ERR_NONE ? c->err : CONN_ERR_INTERNAL);
+            return;
+        }
+        CAT_ASSERT(c->state != st || (c->flags & CONN_F_CLOSING));
+    }
+}
+
+void
+conn_set_state(struct conn *c, enum conn_state st)
+{
+    log_debug(LOG_FAC_MAIN, c, "%s -> %s", conn_state_name(c->state), conn_state_name(st));
+    c->state = st;
+}
+
+static void
+conn_io_cb(struct ev_loop *loop, ev_io *io, int revents)
+{
+    struct conn *c = io->data;
+    unsigned ev = 0;
+    if (io == &c->cli.io)
+        ev = (revents & EV_READ ? CONN_EV_CLI_R : 0) | (revents & EV_WRITE ? CONN_EV_CLI_W : 0);
+    else
+        ev = (revents & EV_READ ? CONN_EV_SRV_R : 0) | (revents & EV_WRITE ? CONN_EV_SRV_W : 0);
+    conn_run(c, ev);
+}
+
+static void
+conn_timer_cb(struct ev_loop *loop, ev_timer *t, int revents)
+{
+    struct conn *c = t->data;
+    if (c->deadline_len > 0) {
+        /* Idle timer: restarted lazily, only when it fires early. */
+        ev_tstamp left = c->last_activity + c->deadline_len - ev_now(loop);
+        if (left > 0.001) {
+            ev_timer_set(t, left, 0.);
+            ev_timer_start(loop, t);
+            return;
+        }
+    }
+    conn_run(c, CONN_EV_TIMER);
+}
+
+void
+conn_side_want(struct conn *c, struct conn_side *s, int events)
+{
+    if (s->fd < 0 || s->events == events)
+        return;
+    struct ev_loop *loop = c->w->loop;
+    ev_io_stop(loop, &s->io);
+    s->events = events;
+    if (events != 0) {
+        ev_io_set(&s->io, s->fd, events);
+        ev_io_start(loop, &s->io);
+    }
+}
+
+void
+conn_timer_once(struct conn *c, unsigned ms)
+{
+    ev_timer_stop(c->w->loop, &c->timer);
+    c->deadline_len = 0;
+    ev_timer_set(&c->timer, ms / 1000.0, 0.);
+    ev_timer_start(c->w->loop, &c->timer);
+}
+
+void
+conn_timer_idle(struct conn *c, unsigned ms)
+{
+    conn_timer_once(c, ms);
+    c->deadline_len = ms / 1000.0;
+    c->last_activity = ev_now(c->w->loop);
+}
+
+/* ---- lifecycle ------------------------------------------------------------ */
+
+static void
+conn_addr_text(const struct sockaddr_storage *ss, char *ip, size_t iplen, unsigned *port)
+{
+    ip[0] = '\0';
+    *port = 0;
+    if (ss->ss_family == AF_INET) {
+        const struct sockaddr_in *a = (const struct sockaddr_in *)ss;
+        inet_ntop(AF_INET, &a->sin_addr, ip, (socklen_t)iplen);
+        *port = ntohs(a->sin_port);
+    } else if (ss->ss_family == AF_INET6) {
+        const struct sockaddr_in6 *a = (const struct sockaddr_in6 *)ss;
+        /* Show IPv4-mapped clients as plain IPv4. */
+        if (IN6_IS_ADDR_V4MAPPED(&a->sin6_addr))
+            inet_ntop(AF_INET, &a->sin6_addr.s6_addr[12], ip, (socklen_t)iplen);
+        else
+            inet_ntop(AF_INET6, &a->sin6_addr, ip, (socklen_t)iplen);
+        *port = ntohs(a->sin6_port);
+    }
+}
+
+static void
+conn_side_init(struct conn *c, struct conn_side *s, int fd)
+{
+    s->fd = fd;
+    ev_io_init(&s->io, conn_io_cb, fd, 0);
+    s->io.data = c;
+    s->events = 0;
+}
+
+void
+conn_accept(struct worker *w, int fd, const struct sockaddr *peer, socklen_t peerlen,
+            struct cfg *cfg)
+{
+    struct conn *c = calloc(1, sizeof(*c));
+    if (c == NULL) {
+        log_err(LOG_FAC_MAIN, NULL, "accept: out of memory");
+        close(fd);
+        return;
+    }
+    c->id = atomic_fetch_add_explicit(&conn_next_id, 1, memory_order_relaxed);
+    c->w = w;
+    c->cfg = cfg_ref(cfg);
+    memcpy(&c->cli_addr, peer, CAT_MIN((size_t)peerlen, sizeof(c->cli_addr)));
+    socklen_t llen = sizeof(c->local_addr);
+    if (getsockname(fd, (struct sockaddr *)&c->local_addr, &llen) == -1)
+        memset(&c->local_addr, 0, sizeof(c->local_addr));
+    unsigned port, lport;
+    conn_addr_text(&c->cli_addr, c->cli_ip, sizeof(c->cli_ip), &port);
+    conn_addr_text(&c->local_addr, c->local_ip, sizeof(c->local_ip), &lport);
+    snprintf(c->cli_text, sizeof(c->cli_text), "%s:%u", c->cli_ip, port);
+    conn_side_init(c, &c->cli, fd);
+    conn_side_init(c, &c->srv, -1);
+    ev_timer_init(&c->timer, conn_timer_cb, 1., 0.);
+    c->timer.data = c;
+    worker_conn_add(w, c);
+    c->state = CONN_ST_ACCEPTED;
+    conn_run(c, 0);
+}
+
+/* Closes the origin side (keeping the client). */
+static void
+conn_srv_close(struct conn *c)
+{
+    if (c->srv.fd < 0)
+        return;
+    ev_io_stop(c->w->loop, &c->srv.io);
+    c->srv.events = 0;
+    close(c->srv.fd);
+    c->srv.fd = -1;
+    c->srv.eof = c->srv.shut = false;
+    buf_free(&c->srv.in);
+    buf_free(&c->srv.out);
+    c->srv_reusable = false;
+    c->srv_host[0] = '\0';
+}
+
+void
+conn_close(struct conn *c, enum conn_err err)
+{
+    if (c->flags & CONN_F_CLOSING)
+        return;
+    c->flags |= CONN_F_CLOSING;
+    if (c->err == CONN_ERR_NONE)
+        c->err = err;
+    struct ev_loop *loop = c->w->loop;
+    ev_io_stop(loop, &c->cli.io);
+    ev_io_stop(loop, &c->srv.io);
+    ev_timer_stop(loop, &c->timer);
+    res_cancel(c->dns);
+    c->dns = NULL;
+    conn_log_txn(c);
+    /* Normal ends at debug; anything unusual at info so operators see it. */
+    int level = (c->err == CONN_ERR_CLI_EOF || c->err == CONN_ERR_NONE) ? LOG_DEBUG : LOG_INFO;
+    log_at(LOG_FAC_MAIN, level, c, "closed: %s", conn_err_str(c->err));
+    worker_conn_remove(c->w, c);
+    worker_defer_free(c->w, c);
+}
+
+void
+conn_free(struct conn *c)
+{
+    CAT_ASSERT(c->flags & CONN_F_CLOSING);
+    if (c->cli.fd >= 0)
+        close(c->cli.fd);
+    if (c->srv.fd >= 0)
+        close(c->srv.fd);
+    buf_free(&c->cli.in);
+    buf_free(&c->cli.out);
+    buf_free(&c->srv.in);
+    buf_free(&c->srv.out);
+    buf_free(&c->req_head);
+    relay_tunnel_free(c->tunnel);
+    free(c->addrs);
+    conn_txn_reset(c);
+    cfg_unref(c->cfg);
+    free(c);
+}
+
+void
+conn_drain(struct conn *c)
+{
+    if (c->flags & CONN_F_IDLE)
+        conn_close(c, CONN_ERR_SHUTDOWN);
+    else
+        c->flags |= CONN_F_CLOSE_AFTER;
+}
+
+void
+conn_resolver_changed(struct conn *c)
+{
+    if (c->state != CONN_ST_RESOLVE || c->dns == NULL)
+        return;
+    /* The old resolver is about to be freed with this query: ask again. */
+    res_cancel(c->dns);
+    c->dns = NULL;
+    conn_run(c, 0);
+}
+
+/* ---- transactions and the access log --------------------------------------- */
+
+void
+conn_txn_reset(struct conn *c)
+{
+    free(c->txn.path);
+    free(c->txn.query);
+    free(c->txn.user_agent);
+    memset(&c->txn, 0, sizeof(c->txn));
+    c->cli.bytes_in = c->cli.bytes_out = 0;
+    c->srv.bytes_in = c->srv.bytes_out = 0;
+    c->flags &= ~CONN_F_LOGGED;
+}
+
+void
+conn_log_txn(struct conn *c)
+{
+    if ((c->flags & CONN_F_LOGGED) || c->txn.method_str[0] == '\0')
+        return;
+    c->flags |= CONN_F_LOGGED;
+    struct log_txn t = {0};
+    unsigned port;
+    char cli_ip[INET6_ADDRSTRLEN];
+    conn_addr_text(&c->cli_addr, cli_ip, sizeof(cli_ip), &port);
+    t.start = c->txn.start;
+    clock_gettime(CLOCK_REALTIME, &t.end);
+    t.c_ip = cli_ip;
+    t.c_port = (int)port;
+    t.s_ip = c->local_ip;
+    t.supplier_ip = c->srv_ip[0] ? c->srv_ip : NULL;
+    t.action = c->txn.action ? c->txn.action : "TCP_ERR";
+    t.status = c->txn.status;
+    t.method = c->txn.method_str;
+    t.scheme = c->txn.scheme;
+    t.host = c->txn.host;
+    t.port = (int)c->txn.port;
+    t.path = c->txn.path;
+    t.query = c->txn.query;
+    t.user_agent = c->txn.user_agent;
+    t.exception_id = c->txn.exception;
+    if (c->tunnel != NULL) {
+        t.cs_bytes = c->cli.bytes_in + c->tunnel->moved[RELAY_C2S];
+        t.sc_bytes = c->cli.bytes_out + c->tunnel->moved[RELAY_S2C];
+    } else {
+        t.cs_bytes = c->cli.bytes_in;
+        t.sc_bytes = c->cli.bytes_out;
+    }
+    log_access(&t);
+}
+
+int
+conn_respond_error(struct conn *c, int status, const char *exception_id, const char *fmt, ...)
+{
+    char detail[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(detail, sizeof(detail), fmt, ap);
+    va_end(ap);
+
+    c->txn.status = status;
+    c->txn.exception = exception_id;
+    if (c->txn.action == NULL)
+        c->txn.action = "TCP_ERR";
+    /* Once response bytes went to the client, a page cannot follow: close. */
+    if (c->resp_phase != CONN_MSG_IDLE) {
+        log_info(LOG_FAC_MAIN, c, "%s after the response started: %s", exception_id, detail);
+        c->err = CONN_ERR_BAD_RESPONSE;
+        return CAT_ERR;
+    }
+    conn_srv_close(c);
+    c->flags |= CONN_F_CLOSE_AFTER;
+    buf_free(&c->cli.out);
+    if (buf_reserve(&c->cli.out, PAGE_MAX) != CAT_OK ||
+        page_render(&c->cli.out, status, exception_id, c->txn.host, detail) != CAT_OK) {
+        c->err = CONN_ERR_NOMEM;
+        return CAT_ERR;
+    }
+    conn_log_txn(c);
+    c->after_respond = CONN_ST_LINGER;
+    conn_set_state(c, CONN_ST_RESPOND);
+    return CAT_OK;
+}
+
+/* ---- states ----------------------------------------------------------------- */
+
+/* Entered once per connection. Exits: REQUEST. */
+static int
+conn_st_accepted(struct conn *c, unsigned ev)
+{
+    log_debug(LOG_FAC_MAIN, c, "accepted");
+    conn_timer_once(c, c->cfg->timeouts.head_ms);
+    conn_set_state(c, CONN_ST_REQUEST);
+    return CAT_OK;
+}
+
+/* Copies a view into an owned C string (NULL for an empty view). */
+static char *
+conn_strndup(struct http_str s)
+{
+    return s.len ? strndup(s.p, s.len) : NULL;
+}
+
+/*
+ * A complete request head is in cli.in: record it, split the target, build
+ * the head to send on, and consume it. Exits: POLICY, or RESPOND (error).
+ */
+static int
+conn_request_head(struct conn *c, struct http_head *h)
+{
+    struct conn_txn *t = &c->txn;
+    t->method = h->method;
+    snprintf(t->method_str, sizeof(t->method_str), "%.*s", (int)CAT_MIN(h->method_str.len, 15),
+             h->method_str.p);
+    t->version = h->version;
+    t->keep_alive = h->keep_alive;
+    t->expect_continue = h->expect_continue;
+    const struct http_hdr *ua = http_find(h, "User-Agent");
+    if (ua != NULL)
+        t->user_agent = conn_strndup(ua->value);
+
+    struct http_url u;
+    if (http_parse_target(h, &u) != CAT_OK) {
+        t->path = conn_strndup(h->target);
+        return conn_respond_error(c, 400, "invalid_request", "%s", h->err);
+    }
+    if (u.host.len == 0 || u.host.len >= sizeof(t->host)) {
+        /* Origin-form sent to an explicit proxy: not a proxy request. */
+        t->path = conn_strndup(h->target);
+        return conn_respond_error(c, 400, "invalid_request",
+                                  "This is a proxy: requests must name an absolute URL");
+    }
+    for (size_t i = 0; i < u.host.len; i++)
+        t->host[i] = (char)tolower((unsigned char)u.host.p[i]);
+    t->host[u.host.len] = '\0';
+    t->port = u.port;
+    if (h->method == HTTP_M_CONNECT) {
+        snprintf(t->scheme, sizeof(t->scheme), "tcp");
+    } else {
+        snprintf(t->scheme, sizeof(t->scheme), "%.*s", (int)CAT_MIN(u.scheme.len, 7), u.scheme.p);
+        for (char *p = t->scheme; *p; p++)
+            *p = (char)tolower((unsigned char)*p);
+        t->path = conn_strndup(u.path);
+        t->query = conn_strndup(u.query);
+        if (strcmp(t->scheme, "http") != 0)
+            return conn_respond_error(c, 400, "invalid_request",
+                                      "Only http:// URLs may be requested without CONNECT");
+        int rc = msg_build_request(c, h, &u);
+        if (rc == CAT_ERR)
+            return CAT_ERR;
+        if (rc == CAT_DECLINED)
+            return CAT_OK; /* answered with an error page */
+    }
+    buf_consume(&c->cli.in, h->head_len);
+    c->cli.bytes_in += (int64_t)h->head_len;
+    conn_set_state(c, CONN_ST_POLICY);
+    return CAT_OK;
+}
+
+/*
+ * Entered with cli.in holding zero or more bytes of a request head (bytes
+ * beyond a previous request stay there: pipelining). Exits: POLICY (a whole
+ * head), RESPOND (malformed: 4xx), closed (client left or idle timeout).
+ */
+static int
+conn_st_request(struct conn *c, unsigned ev)
+{
+    const struct cfg *cfg = c->cfg;
+    if (ev & CONN_EV_TIMER) {
+        c->err = CONN_ERR_TIMEOUT;
+        if (c->cli.in.len == 0 || (c->flags & CONN_F_IDLE))
+            return CAT_ERR; /* idle keep-alive connection, or nothing ever sent */
+        if (c->txn.start.tv_sec == 0)
+            clock_gettime(CLOCK_REALTIME, &c->txn.start);
+        snprintf(c->txn.method_str, sizeof(c->txn.method_str), "-");
+        log_info(LOG_FAC_MAIN, c, "request head not complete within %u ms", cfg->timeouts.head_ms);
+        return conn_respond_error(c, 408, "request_timeout",
+                                  "The request head did not arrive in time");
+    }
+    size_t cap = CAT_MAX(cfg->limits.buffer_size, cfg->limits.max_head_size);
+    if (buf_reserve(&c->cli.in, cap) != CAT_OK) {
+        c->err = CONN_ERR_NOMEM;
+        return CAT_ERR;
+    }
+    const struct http_limits lim = {cfg->limits.max_head_size, cfg->limits.max_headers};
+    /* Bounded: each pass reads at least one byte or leaves. */
+    for (int pass = 0; pass < 64; pass++) {
+        if (c->cli.in.len > 0) {
+            if (c->flags & CONN_F_IDLE) {
+                /* First byte of the next request: the head timeout starts. */
+                c->flags &= ~CONN_F_IDLE;
+                conn_timer_once(c, cfg->timeouts.head_ms);
+            }
+            if (c->txn.start.tv_sec == 0)
+                clock_gettime(CLOCK_REALTIME, &c->txn.start);
+            struct http_head h;
+            int rc = http_parse_request((const char *)buf_data(&c->cli.in), c->cli.in.len, &lim, &h);
+            if (rc == CAT_OK) {
+                conn_side_want(c, &c->cli, 0);
+                return conn_request_head(c, &h);
+            }
+            if (rc == CAT_ERR) {
+                snprintf(c->txn.method_str, sizeof(c->txn.method_str), "-");
+                c->err = CONN_ERR_BAD_REQUEST;
+                log_info(LOG_FAC_MAIN, c, LOG_EVT_BAD_REQUEST " %s (%d)", h.err, h.err_status);
+                return conn_respond_error(c, h.err_status,
+                                          h.err_status == 431 ? "request_header_too_large"
+                                                              : "invalid_request",
+                                          "%s", h.err);
+            }
+        }
+        ssize_t n = relay_read(c->cli.fd, &c->cli.in);
+        if (n > 0)
+            continue;
+        if (n == CAT_AGAIN) {
+            conn_side_want(c, &c->cli, EV_READ);
+            return CAT_AGAIN;
+        }
+        /* EOF or error before a whole head: nothing to answer. */
+        c->err = n == 0 ? CONN_ERR_CLI_EOF : CONN_ERR_CLI_RESET;
+        return CAT_ERR;
+    }
+    conn_side_want(c, &c->cli, EV_READ);
+    return CAT_AGAIN;
+}
+
+/* Transient. Exits: RESOLVE, EXCHANGE (origin connection reused), RESPOND (403). */
+static int
+conn_st_policy(struct conn *c, unsigned ev)
+{
+    struct pol_verdict v;
+    pol_check_request(c->cfg, (const struct sockaddr *)&c->cli_addr, c->txn.method, c->txn.port,
+                      &v);
+    if (!v.allow) {
+        c->txn.action = "TCP_DENIED";
+        c->err = CONN_ERR_DENIED;
+        log_notice(LOG_FAC_MAIN, c, LOG_EVT_DENIED " %s", v.reason);
+        return conn_respond_error(c, 403, "policy_denied", "%s", v.reason);
+    }
+    if (c->srv.fd >= 0 && c->srv_reusable && c->txn.method != HTTP_M_CONNECT &&
+        c->srv_port == c->txn.port && strcmp(c->srv_host, c->txn.host) == 0) {
+        log_debug(LOG_FAC_MAIN, c, "reusing the origin connection");
+        msg_exchange_start(c, true);
+        conn_set_state(c, CONN_ST_EXCHANGE);
+        return CAT_OK;
+    }
+    conn_srv_close(c);
+    conn_set_state(c, CONN_ST_RESOLVE);
+    return CAT_OK;
+}
+
+static void
+conn_dns_cb(void *arg, const struct res_answer *ans)
+{
+    struct conn *c = arg;
+    c->dns = NULL;
+    *c->addrs = *ans;
+    conn_run(c, CONN_EV_DNS);
+}
+
+/* Answers a failed lookup. */
+static int
+conn_dns_failed(struct conn *c, enum res_err e)
+{
+    c->txn.action = "TCP_ERR_MISS";
+    c->err = CONN_ERR_DNS;
+    log_info(LOG_FAC_MAIN, c, "cannot resolve %s: %s", c->txn.host, res_err_str(e));
+    if (e == RES_ERR_TIMEOUT)
+        return conn_respond_error(c, 504, "dns_server_failure",
+                                  "No DNS server answered for %s (%s)", c->txn.host,
+                                  res_err_str(e));
+    if (e == RES_ERR_SERVFAIL)
+        return conn_respond_error(c, 502, "dns_server_failure",
+                                  "The DNS server failed to resolve %s (%s)", c->txn.host,
+                                  res_err_str(e));
+    return conn_respond_error(c, 502, "dns_unresolved_hostname",
+                              "The host name %s could not be resolved: %s", c->txn.host,
+                              res_err_str(e));
+}
+
+/*
+ * Entered to resolve txn.host; the answer comes now (cache, literal) or from
+ * conn_dns_cb. Exits: CONNECT, RESPOND (DNS error page).
+ */
+static int
+conn_st_resolve(struct conn *c, unsigned ev)
+{
+    if (c->dns != NULL) {
+        if (ev & CONN_EV_TIMER) {
+            res_cancel(c->dns);
+            c->dns = NULL;
+            return conn_dns_failed(c, RES_ERR_TIMEOUT);
+        }
+        return CAT_AGAIN; /* still waiting */
+    }
+    if (!(ev & CONN_EV_DNS)) {
+        if (c->addrs == NULL && (c->addrs = malloc(sizeof(*c->addrs))) == NULL) {
+            c->err = CONN_ERR_NOMEM;
+            return CAT_ERR;
+        }
+        int rc = res_lookup(c->w->res, c->txn.host, c->addrs, conn_dns_cb, c, &c->dns);
+        if (rc == CAT_AGAIN) {
+            /* Safety net over the resolver's own tries and timeouts. */
+            const struct cfg_resolver *r = &c->cfg->resolver;
+            conn_timer_once(c, r->timeout_ms * r->tries + 1000);
+            return CAT_AGAIN;
+        }
+    }
+    if (c->addrs->err != RES_OK || c->addrs->n == 0)
+        return conn_dns_failed(c, c->addrs->err != RES_OK ? c->addrs->err : RES_ERR_NODATA);
+    c->addr_next = 0;
+    c->connect_errno = 0;
+    conn_set_state(c, CONN_ST_CONNECT);
+    return CAT_OK;
+}
+
+/* Starts a non-blocking connect to the next address. CAT_OK connected, CAT_AGAIN pending. */
+static int
+conn_connect_next(struct conn *c)
+{
+    while (c->addr_next < c->addrs->n) {
+        size_t i = c->addr_next++;
+        struct sockaddr_storage sa = c->addrs->addrs[i];
+        socklen_t len = c->addrs->lens[i];
+        if (sa.ss_family == AF_INET)
+            ((struct sockaddr_in *)&sa)->sin_port = htons((uint16_t)c->txn.port);
+        else
+            ((struct sockaddr_in6 *)&sa)->sin6_port = htons((uint16_t)c->txn.port);
+        unsigned port;
+        conn_addr_text(&sa, c->srv_ip, sizeof(c->srv_ip), &port);
+        int fd = socket(sa.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+        if (fd == -1) {
+            c->connect_errno = errno;
+            continue;
+        }
+        conn_side_init(c, &c->srv, fd);
+        if (connect(fd, (struct sockaddr *)&sa, len) == 0)
+            return CAT_OK;
+        if (errno == EINPROGRESS) {
+            conn_side_want(c, &c->srv, EV_WRITE);
+            conn_timer_once(c, c->cfg->timeouts.connect_ms);
+            return CAT_AGAIN;
+        }
+        c->connect_errno = errno;
+        log_debug(LOG_FAC_MAIN, c, "connect to %s failed: %s", c->srv_ip, strerror(errno));
+        close(fd);
+        c->srv.fd = -1;
+    }
+    return CAT_ERR;
+}
+
+/*
+ * Entered with c->addrs resolved; tries each address in turn, each within
+ * timeouts.connect. Exits: RESPOND (200 to a CONNECT), EXCHANGE (HTTP),
+ * RESPOND (502/504 when every address failed).
+ */
+static int
+conn_st_connect(struct conn *c, unsigned ev)
+{
+    int rc;
+    if (c->srv.fd < 0) {
+        rc = conn_connect_next(c);
+    } else if (ev & (CONN_EV_SRV_W | CONN_EV_TIMER)) {
+        int soerr = 0;
+        socklen_t sl = sizeof(soerr);
+        if (ev & CONN_EV_TIMER)
+            soerr = ETIMEDOUT;
+        else if (getsockopt(c->srv.fd, SOL_SOCKET, SO_ERROR, &soerr, &sl) == -1)
+            soerr = errno;
+        if (soerr == 0) {
+            rc = CAT_OK;
+        } else {
+            c->connect_errno = soerr;
+            log_debug(LOG_FAC_MAIN, c, "connect to %s failed: %s", c->srv_ip, strerror(soerr));
+            ev_io_stop(c->w->loop, &c->srv.io);
+            close(c->srv.fd);
+            c->srv.fd = -1;
+            rc = conn_connect_next(c);
+        }
+    } else {
+        return CAT_AGAIN;
+    }
+    if (rc == CAT_AGAIN)
+        return CAT_AGAIN;
+    if (rc == CAT_ERR) {
+        c->txn.action = "TCP_ERR_MISS";
+        c->err = CONN_ERR_CONNECT;
+        const char *why = strerror(c->connect_errno ? c->connect_errno : EHOSTUNREACH);
+        log_info(LOG_FAC_MAIN, c, "cannot connect to %s:%u: %s", c->txn.host, c->txn.port, why);
+        if (c->connect_errno == ETIMEDOUT)
+            return conn_respond_error(c, 504, "gateway_timeout",
+                                      "Connecting to %s port %u timed out", c->txn.host,
+                                      c->txn.port);
+        return conn_respond_error(c, 502, "tcp_error", "Cannot connect to %s port %u: %s",
+                                  c->txn.host, c->txn.port, why);
+    }
+    ev_timer_stop(c->w->loop, &c->timer);
+    conn_side_want(c, &c->srv, 0);
+    int one = 1;
+    setsockopt(c->srv.fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    snprintf(c->srv_host, sizeof(c->srv_host), "%s", c->txn.host);
+    c->srv_port = c->txn.port;
+    log_debug(LOG_FAC_MAIN, c, "connected to %s", c->srv_ip);
+
+    if (c->txn.method == HTTP_M_CONNECT) {
+        static const char ok[] = "HTTP/1.1 200 Connection established\r\n\r\n";
+        if (buf_reserve(&c->cli.out, 256) != CAT_OK ||
+            buf_append(&c->cli.out, ok, sizeof(ok) - 1) != CAT_OK) {
+            c->err = CONN_ERR_NOMEM;
+            return CAT_ERR;
+        }
+        c->txn.status = 200;
+        c->txn.action = "TCP_TUNNELED";
+        c->after_respond = CONN_ST_TUNNEL;
+        conn_set_state(c, CONN_ST_RESPOND);
+        return CAT_OK;
+    }
+    msg_exchange_start(c, false);
+    conn_set_state(c, CONN_ST_EXCHANGE);
+    return CAT_OK;
+}
+
+/* Writes cli.out. Exits: c->after_respond once it is all written; closed on error. */
+static int
+conn_st_respond(struct conn *c, unsigned ev)
+{
+    if (ev & CONN_EV_TIMER) {
+        c->err = CONN_ERR_TIMEOUT;
+        return CAT_ERR;
+    }
+    if (!ev_is_active(&c->timer))
+        conn_timer_once(c, c->cfg->timeouts.idle_ms);
+    while (c->cli.out.len > 0) {
+        ssize_t n = relay_write(c->cli.fd, buf_data(&c->cli.out), c->cli.out.len);
+        if (n == CAT_AGAIN) {
+            conn_side_want(c, &c->cli, EV_WRITE);
+            return CAT_AGAIN;
+        }
+        if (n < 0) {
+            c->err = CONN_ERR_CLI_RESET;
+            return CAT_ERR;
+        }
+        buf_consume(&c->cli.out, (size_t)n);
+        c->cli.bytes_out += n;
+    }
+    buf_free(&c->cli.out);
+    conn_side_want(c, &c->cli, 0);
+    ev_timer_stop(c->w->loop, &c->timer);
+    conn_set_state(c, c->after_respond);
+    return CAT_OK;
+}
+
+/*
+ * Entered after "200 Connection established". Bytes the client sent early
+ * (already in cli.in) go first; then both directions are spliced.
+ * Exits: closed when both directions ended, on error, or when idle.
+ */
+static int
+conn_st_tunnel(struct conn *c, unsigned ev)
+{
+    if (ev & CONN_EV_TIMER) {
+        c->err = CONN_ERR_TIMEOUT;
+        log_info(LOG_FAC_MAIN, c, "tunnel idle for %u ms", c->cfg->timeouts.tunnel_idle_ms);
+        return CAT_ERR;
+    }
+    if (c->tunnel == NULL) {
+        /* Early client bytes, written the ordinary way before splicing. */
+        while (c->cli.in.len > 0) {
+            ssize_t n = relay_write(c->srv.fd, buf_data(&c->cli.in), c->cli.in.len);
+            if (n == CAT_AGAIN) {
+                conn_side_want(c, &c->cli, 0);
+                conn_side_want(c, &c->srv, EV_WRITE);
+                if (!ev_is_active(&c->timer))
+                    conn_timer_once(c, c->cfg->timeouts.idle_ms);
+                return CAT_AGAIN;
+            }
+            if (n < 0) {
+                c->err = CONN_ERR_SRV_RESET;
+                return CAT_ERR;
+            }
+            buf_consume(&c->cli.in, (size_t)n);
+            c->cli.bytes_in += n;
+        }
+        /* An idle tunnel holds no user-space buffer. */
+        buf_free(&c->cli.in);
+        buf_free(&c->cli.out);
+        buf_free(&c->srv.in);
+        buf_free(&c->srv.out);
+        buf_free(&c->req_head);
+        c->tunnel = relay_tunnel_new(c->cfg->limits.pipe_size);
+        if (c->tunnel == NULL) {
+            log_err(LOG_FAC_MAIN, c, "tunnel: cannot make pipes: %s", strerror(errno));
+            c->err = CONN_ERR_NOMEM;
+            return CAT_ERR;
+        }
+        conn_timer_idle(c, c->cfg->timeouts.tunnel_idle_ms);
+    }
+    int cev, sev;
+    bool moved;
+    int rc = relay_tunnel_pump(c->tunnel, c->cli.fd, c->srv.fd, &cev, &sev, &moved);
+    if (moved)
+        conn_touch(c, c->w->loop);
+    if (rc == CAT_OK) {
+        c->err = CONN_ERR_CLI_EOF;
+        return CAT_ERR; /* both directions ended: a normal close */
+    }
+    if (rc == CAT_ERR) {
+        c->err = errno == ECONNRESET || errno == EPIPE ? CONN_ERR_CLI_RESET : CONN_ERR_SRV_RESET;
+        log_debug(LOG_FAC_MAIN, c, "tunnel: %s", strerror(errno));
+        return CAT_ERR;
+    }
+    conn_side_want(c, &c->cli, cev);
+    conn_side_want(c, &c->srv, sev);
+    return CAT_AGAIN;
+}
+
+/* The HTTP exchange lives in msg.c. Exits: REQUEST (keep-alive), LINGER, RESPOND, closed. */
+static int
+conn_st_exchange(struct conn *c, unsigned ev)
+{
+    return msg_exchange(c, ev);
+}
+
+/*
+ * Entered once an answer that ends the connection is written: shut our
+ * write side and read until the client's FIN (bounded in time and bytes),
+ * so unread request bytes do not make the kernel reset the connection.
+ */
+static int
+conn_st_linger(struct conn *c, unsigned ev)
+{
+    if (!c->cli.shut) {
+        c->cli.shut = true;
+        shutdown(c->cli.fd, SHUT_WR);
+        conn_srv_close(c);
+        conn_timer_once(c, CONN_LINGER_MS);
+    }
+    if (ev & CONN_EV_TIMER)
+        return CAT_ERR;
+    uint8_t sink[4096];
+    for (int i = 0; i < 16; i++) {
+        ssize_t n = read(c->cli.fd, sink, sizeof(sink));
+        if (n > 0) {
+            c->cli.bytes_in += n;
+            if (c->cli.bytes_in > CONN_LINGER_MAX)
+                return CAT_ERR;
+            continue;
+        }
+        if (n == -1 && (errno == EAGAIN || errno == EINTR)) {
+            conn_side_want(c, &c->cli, EV_READ);
+            return CAT_AGAIN;
+        }
+        break;
+    }
+    if (c->err == CONN_ERR_NONE)
+        c->err = CONN_ERR_CLI_EOF;
+    return CAT_ERR;
+}

@@ -1,0 +1,222 @@
+/*
+ * One client connection and everything it leads to: the request it sends,
+ * the origin (or next hop) it is connected to, the tunnel or the HTTP
+ * exchanges in between. One explicit state machine per connection; one
+ * handler per state (conn.c); the HTTP message relay is msg.c, the byte
+ * relays (buffers, splice) relay.c.
+ */
+#ifndef CATENA_CORE_CONN_H
+#define CATENA_CORE_CONN_H
+
+#include "core/attr.h"
+#include "core/cfg.h"
+#include "core/http.h"
+#include "core/log.h"
+#include "core/relay.h"
+
+#include <netinet/in.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/socket.h>
+#include <time.h>
+
+#include <ev.h>
+
+struct worker;
+struct res_query;
+
+enum conn_state {
+    CONN_ST_ACCEPTED = 0, /* [transient] fd accepted, nothing read yet */
+    CONN_ST_REQUEST,      /* reading a request head (first, or next on keep-alive) */
+    CONN_ST_POLICY,       /* [transient] verdict on the request: allow, deny */
+    CONN_ST_RESOLVE,      /* res_ query in flight (c->dns != NULL) */
+    CONN_ST_CONNECT,      /* non-blocking connect() to the origin, one address at a time */
+    CONN_ST_RESPOND,      /* writing an answer made here (200 established, error page) */
+    CONN_ST_TUNNEL,       /* bytes spliced both ways, untouched */
+    CONN_ST_EXCHANGE,     /* one HTTP request/response relayed, bodies streamed */
+    CONN_ST_LINGER,       /* answer sent, write side shut; reading until the client's FIN */
+    CONN_ST_COUNT         /* must stay last */
+};
+
+/* Why a connection died: the event log prints it. */
+enum conn_err {
+    CONN_ERR_NONE = 0,
+    CONN_ERR_CLI_EOF,      /* client closed (normal at the end) */
+    CONN_ERR_CLI_RESET,    /* client reset or I/O error */
+    CONN_ERR_SRV_EOF,      /* origin closed early */
+    CONN_ERR_SRV_RESET,    /* origin reset or I/O error */
+    CONN_ERR_TIMEOUT,      /* a state's timer fired */
+    CONN_ERR_DNS,          /* resolution failed */
+    CONN_ERR_CONNECT,      /* no origin address accepted the connection */
+    CONN_ERR_BAD_REQUEST,  /* the client sent something we refuse */
+    CONN_ERR_BAD_RESPONSE, /* the origin sent something we refuse */
+    CONN_ERR_DENIED,       /* access rules or policy */
+    CONN_ERR_NOMEM,
+    CONN_ERR_SHUTDOWN,     /* drain period over */
+    CONN_ERR_INTERNAL,     /* our bug */
+    CONN_ERR_COUNT
+};
+
+const char *conn_err_str(enum conn_err e);
+const char *conn_state_name(enum conn_state s);
+
+/* What woke a state handler (several may be set). */
+#define CONN_EV_CLI_R 0x01u /* client socket readable */
+#define CONN_EV_CLI_W 0x02u /* client socket writable */
+#define CONN_EV_SRV_R 0x04u /* origin socket readable */
+#define CONN_EV_SRV_W 0x08u /* origin socket writable */
+#define CONN_EV_TIMER 0x10u /* the state's deadline passed */
+#define CONN_EV_DNS 0x20u   /* the resolver answered */
+
+/* Facts about the connection (not states). */
+#define CONN_F_CLOSING 0x01u      /* conn_close() ran; waiting for the deferred free */
+#define CONN_F_CLOSE_AFTER 0x02u  /* no further request on this client connection */
+#define CONN_F_IDLE 0x04u         /* between requests: may be closed at once on drain */
+#define CONN_F_LOGGED 0x08u       /* this transaction's access-log line is written */
+
+/* One side of the connection: the client (cli) or the origin/next hop (srv). */
+struct conn_side {
+    int fd;             /* owned; -1 when not connected */
+    ev_io io;           /* one watcher; events set by conn_side_want() */
+    int events;         /* EV_READ|EV_WRITE currently armed */
+    struct buf in;      /* bytes read from this side, not yet consumed */
+    struct buf out;     /* bytes made here for this side (heads, pages), written first */
+    bool eof;           /* this side sent its FIN (read returned 0) */
+    bool shut;          /* we shut down our writing towards it */
+    int64_t bytes_in;   /* read from this side, this transaction */
+    int64_t bytes_out;  /* written to this side, this transaction */
+};
+
+/* The request being served, as the access log and later states need it. */
+struct conn_txn {
+    struct timespec start;   /* CLOCK_REALTIME when its head began */
+    enum http_method method;
+    char method_str[16];
+    char scheme[8];          /* "http", "https", "tcp" for CONNECT */
+    char host[256];          /* lowercased target host (no brackets) */
+    unsigned port;
+    char *path;              /* owned: path without query, for the log */
+    char *query;             /* owned or NULL */
+    char *user_agent;        /* owned or NULL */
+    const char *action;      /* s-action: static string */
+    const char *exception;   /* x-exception-id: static string, or NULL */
+    int status;              /* sc-status sent to the client */
+    int version;             /* client's HTTP version, 10 or 11 */
+    bool keep_alive;         /* client wants another request after this one */
+    bool expect_continue;
+};
+
+/* One HTTP message's body in flight from a source side to a destination side. */
+struct conn_body {
+    enum http_framing framing;
+    uint64_t remaining;     /* HTTP_BODY_LENGTH: bytes still to come */
+    struct http_chunked ch; /* HTTP_BODY_CHUNKED: validator state */
+    size_t approved;        /* bytes at the front of src->in that belong to the body */
+    bool complete;          /* all of the body has been scanned (approved) */
+};
+
+/* Where a message is: its head to write, its body to relay, or finished. */
+enum conn_msg_phase {
+    CONN_MSG_IDLE = 0, /* not started (response: waiting for its head) */
+    CONN_MSG_BODY,     /* head queued on dst->out; body bytes flowing */
+    CONN_MSG_DONE,     /* head and body fully written */
+};
+
+struct conn {
+    uint64_t id;
+    enum conn_state state;
+    enum conn_err err;
+    unsigned flags;                /* CONN_F_* */
+    struct worker *w;              /* borrowed: the worker owning this connection */
+    struct cfg *cfg;               /* ref: the config it started with */
+    struct conn *next_free;        /* deferred-free list link */
+    struct conn *prev, *next;      /* the worker's list of live connections */
+
+    struct sockaddr_storage cli_addr;  /* the client */
+    struct sockaddr_storage local_addr;/* our address the client reached */
+    char cli_text[INET6_ADDRSTRLEN + 8];  /* "ip:port" for logs */
+    char cli_ip[INET6_ADDRSTRLEN];
+    char local_ip[INET6_ADDRSTRLEN];
+
+    struct conn_side cli;
+    struct conn_side srv;
+    ev_timer timer;                /* the current state's deadline */
+    ev_tstamp deadline_len;        /* idle-style timeout: re-armed lazily */
+    ev_tstamp last_activity;       /* ev_now() of the last byte moved */
+
+    struct res_query *dns;         /* owned: in flight in CONN_ST_RESOLVE */
+    struct res_answer *addrs;      /* owned: addresses to try in CONN_ST_CONNECT */
+    size_t addr_next;              /* next address to try */
+    int connect_errno;             /* last connect failure */
+    char srv_ip[INET6_ADDRSTRLEN]; /* the address connected to (s-supplier-ip) */
+    char srv_host[256];            /* host:port the srv side is connected to, for reuse */
+    unsigned srv_port;
+
+    enum conn_state after_respond; /* where RESPOND goes once the answer is written */
+    struct buf req_head;           /* the request head as sent on (kept for a retry) */
+    bool srv_reused;               /* this exchange runs on a kept-alive origin connection */
+    struct conn_txn txn;
+    struct conn_body req_body;     /* cli -> srv */
+    struct conn_body resp_body;    /* srv -> cli */
+    enum conn_msg_phase req_phase;
+    enum conn_msg_phase resp_phase;
+    enum http_method resp_for;     /* method the awaited response answers */
+    bool srv_reusable;             /* the origin connection may carry another request */
+
+    struct relay_tunnel *tunnel;   /* owned: splice pipes in CONN_ST_TUNNEL */
+};
+
+/** Takes over an accepted fd (non-blocking) and starts the state machine. */
+void conn_accept(struct worker *w, int fd, const struct sockaddr *peer, socklen_t peerlen,
+                 struct cfg *cfg) CAT_NONNULL(1, 3, 5);
+
+/**
+ * Ends the connection: idempotent, keeps the first error, stops every
+ * watcher, cancels DNS, and queues the connection for a deferred free
+ * (safe inside any callback).
+ */
+void conn_close(struct conn *c, enum conn_err err) CAT_NONNULL(1);
+
+/** Frees a closed connection: only from the worker's deferred-free pass. */
+void conn_free(struct conn *c) CAT_NONNULL(1);
+
+/** The worker's resolver was replaced: a lookup in flight starts again on the new one. */
+void conn_resolver_changed(struct conn *c) CAT_NONNULL(1);
+
+/** Drain: closes the connection now if it is idle between requests. */
+void conn_drain(struct conn *c) CAT_NONNULL(1);
+
+/** Formats "conn=<id> cli=<ip:port> target=<host:port> state=<name>" (log_ctx_fn). */
+size_t conn_log_ctx(const void *c, char *buf, size_t cap);
+
+/* ---- used by the state handlers in conn.c and msg.c --------------------- */
+
+/** Arms exactly `events` (EV_READ|EV_WRITE or 0) on a side. */
+void conn_side_want(struct conn *c, struct conn_side *s, int events) CAT_NONNULL(1, 2);
+/** Changes state (logging "from -> to" at debug). The only writer of c->state. */
+void conn_set_state(struct conn *c, enum conn_state st) CAT_NONNULL(1);
+/** Starts the state timer: fires once after ms. */
+void conn_timer_once(struct conn *c, unsigned ms) CAT_NONNULL(1);
+/** Starts an idle timer: fires after ms without conn_touch(). */
+void conn_timer_idle(struct conn *c, unsigned ms) CAT_NONNULL(1);
+/** Records activity for the idle timer. */
+static inline void
+conn_touch(struct conn *c, struct ev_loop *loop)
+{
+    c->last_activity = ev_now(loop);
+}
+
+/**
+ * Answers the client with a page made here (status, exception id, detail
+ * text) and then closes the connection (after a lingering read). Returns
+ * CAT_OK: the caller's handler returns it (the state is now RESPOND).
+ */
+int conn_respond_error(struct conn *c, int status, const char *exception_id, const char *fmt, ...)
+    CAT_NONNULL(1, 3) CAT_PRINTF(4, 5);
+
+/** Writes the access-log line of the current transaction (once). */
+void conn_log_txn(struct conn *c) CAT_NONNULL(1);
+/** Clears the transaction record for the next request on the connection. */
+void conn_txn_reset(struct conn *c) CAT_NONNULL(1);
+
+#endif
