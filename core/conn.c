@@ -15,10 +15,12 @@
  */
 #include "core/conn.h"
 
+#include "core/intercept.h"
 #include "core/msg.h"
 #include "core/page.h"
 #include "core/policy.h"
 #include "core/worker.h"
+#include "emulation/emu.h"
 #include "resolver/res.h"
 
 #include <arpa/inet.h>
@@ -44,8 +46,10 @@ static const char *const conn_state_names[CONN_ST_COUNT] = {
     [CONN_ST_ACCEPTED] = "accepted", [CONN_ST_REQUEST] = "request",
     [CONN_ST_POLICY] = "policy",     [CONN_ST_RESOLVE] = "resolve",
     [CONN_ST_CONNECT] = "connect",   [CONN_ST_RESPOND] = "respond",
+    [CONN_ST_PEEK_HELLO] = "peek-hello", [CONN_ST_SRV_TLS] = "srv-tls",
+    [CONN_ST_EMULATE] = "emulate",   [CONN_ST_CLI_TLS] = "cli-tls",
     [CONN_ST_TUNNEL] = "tunnel",     [CONN_ST_EXCHANGE] = "exchange",
-    [CONN_ST_LINGER] = "linger",
+    [CONN_ST_STREAM] = "stream",     [CONN_ST_LINGER] = "linger",
 };
 
 static const char *const conn_err_names[CONN_ERR_COUNT] = {
@@ -59,6 +63,9 @@ static const char *const conn_err_names[CONN_ERR_COUNT] = {
     [CONN_ERR_CONNECT] = "connect failed",
     [CONN_ERR_BAD_REQUEST] = "bad request",
     [CONN_ERR_BAD_RESPONSE] = "bad response",
+    [CONN_ERR_CLI_TLS] = "client TLS handshake failed",
+    [CONN_ERR_SRV_TLS] = "server TLS handshake failed",
+    [CONN_ERR_EMULATE] = "certificate emulation failed",
     [CONN_ERR_DENIED] = "denied",
     [CONN_ERR_NOMEM] = "out of memory",
     [CONN_ERR_SHUTDOWN] = "shutdown",
@@ -103,8 +110,12 @@ static conn_state_fn *const conn_states[CONN_ST_COUNT] = {
     [CONN_ST_ACCEPTED] = conn_st_accepted, [CONN_ST_REQUEST] = conn_st_request,
     [CONN_ST_POLICY] = conn_st_policy,     [CONN_ST_RESOLVE] = conn_st_resolve,
     [CONN_ST_CONNECT] = conn_st_connect,   [CONN_ST_RESPOND] = conn_st_respond,
+    [CONN_ST_PEEK_HELLO] = intercept_st_peek_hello,
+    [CONN_ST_SRV_TLS] = intercept_st_srv_tls,
+    [CONN_ST_EMULATE] = intercept_st_emulate,
+    [CONN_ST_CLI_TLS] = intercept_st_cli_tls,
     [CONN_ST_TUNNEL] = conn_st_tunnel,     [CONN_ST_EXCHANGE] = conn_st_exchange,
-    [CONN_ST_LINGER] = conn_st_linger,
+    [CONN_ST_STREAM] = msg_stream,         [CONN_ST_LINGER] = conn_st_linger,
 };
 
 static void
@@ -163,6 +174,10 @@ conn_timer_cb(struct ev_loop *loop, ev_timer *t, int revents)
 void
 conn_side_want(struct conn *c, struct conn_side *s, int events)
 {
+    /* A TLS session may need the other direction (e.g. a read that must
+     * first flush a key update): add what its last operation waits for. */
+    if (s->ssl != NULL && events != 0)
+        events |= s->tio.want;
     if (s->fd < 0 || s->events == events)
         return;
     struct ev_loop *loop = c->w->loop;
@@ -224,7 +239,7 @@ conn_side_init(struct conn *c, struct conn_side *s, int fd)
 
 void
 conn_accept(struct worker *w, int fd, const struct sockaddr *peer, socklen_t peerlen,
-            struct cfg *cfg)
+            struct cfg *cfg, struct tls_conf *tls)
 {
     struct conn *c = calloc(1, sizeof(*c));
     if (c == NULL) {
@@ -235,6 +250,7 @@ conn_accept(struct worker *w, int fd, const struct sockaddr *peer, socklen_t pee
     c->id = atomic_fetch_add_explicit(&conn_next_id, 1, memory_order_relaxed);
     c->w = w;
     c->cfg = cfg_ref(cfg);
+    c->tls = tls_conf_ref(tls);
     memcpy(&c->cli_addr, peer, CAT_MIN((size_t)peerlen, sizeof(c->cli_addr)));
     socklen_t llen = sizeof(c->local_addr);
     if (getsockname(fd, (struct sockaddr *)&c->local_addr, &llen) == -1)
@@ -252,14 +268,25 @@ conn_accept(struct worker *w, int fd, const struct sockaddr *peer, socklen_t pee
     conn_run(c, 0);
 }
 
-/* Closes the origin side (keeping the client). */
+/* Ends a side's TLS session (no close_notify: the caller is dropping it). */
 static void
+conn_side_tls_free(struct conn_side *s)
+{
+    if (s->ssl != NULL)
+        wolfSSL_free(s->ssl);
+    s->ssl = NULL;
+    memset(&s->tio, 0, sizeof(s->tio));
+    buf_free(&s->replay);
+}
+
+void
 conn_srv_close(struct conn *c)
 {
     if (c->srv.fd < 0)
         return;
     ev_io_stop(c->w->loop, &c->srv.io);
     c->srv.events = 0;
+    conn_side_tls_free(&c->srv);
     close(c->srv.fd);
     c->srv.fd = -1;
     c->srv.eof = c->srv.shut = false;
@@ -295,6 +322,12 @@ void
 conn_free(struct conn *c)
 {
     CAT_ASSERT(c->flags & CONN_F_CLOSING);
+    /* TLS sessions go before their emulated leaf (whose CTX they use). */
+    conn_side_tls_free(&c->cli);
+    conn_side_tls_free(&c->srv);
+    if (c->leaf != NULL)
+        emu_leaf_unref(c->leaf);
+    free(c->origin_der);
     if (c->cli.fd >= 0)
         close(c->cli.fd);
     if (c->srv.fd >= 0)
@@ -307,6 +340,7 @@ conn_free(struct conn *c)
     relay_tunnel_free(c->tunnel);
     free(c->addrs);
     conn_txn_reset(c);
+    tls_conf_unref(c->tls);
     cfg_unref(c->cfg);
     free(c);
 }
@@ -408,7 +442,6 @@ conn_respond_error(struct conn *c, int status, const char *exception_id, const c
         c->err = CONN_ERR_NOMEM;
         return CAT_ERR;
     }
-    conn_log_txn(c);
     c->after_respond = CONN_ST_LINGER;
     conn_set_state(c, CONN_ST_RESPOND);
     return CAT_OK;
@@ -434,6 +467,50 @@ conn_strndup(struct http_str s)
 }
 
 /*
+ * Inside intercepted TLS the client names the site twice more: the request
+ * target or its Host header must agree with the name intercepted (the SNI,
+ * else the CONNECT host) and the CONNECT port; a request is never routed by
+ * the less trusted name. Fills u's host, port and scheme. CAT_OK, or
+ * CAT_DECLINED when it answered an error page.
+ */
+static int
+conn_target_intercepted(struct conn *c, const struct http_head *h, struct http_url *u)
+{
+    if (h->method == HTTP_M_CONNECT) {
+        conn_respond_error(c, 400, "invalid_request", "CONNECT inside an intercepted connection");
+        return CAT_DECLINED;
+    }
+    struct http_str host = u->host;
+    unsigned port = u->port;
+    if (host.len == 0) {
+        const struct http_hdr *hh = http_find(h, "Host");
+        if (hh == NULL || http_parse_authority(hh->value, &host, &port) != CAT_OK) {
+            conn_respond_error(c, 400, "invalid_request", "Missing or invalid Host header");
+            return CAT_DECLINED;
+        }
+        if (port == 0)
+            port = c->tls_port;
+    } else if (!http_str_eq(u->scheme, "https")) {
+        conn_respond_error(c, 400, "invalid_request", "Only https:// URLs inside TLS");
+        return CAT_DECLINED;
+    }
+    if (!http_str_eq(host, c->tls_host) || port != c->tls_port) {
+        log_notice(LOG_FAC_MAIN, c, LOG_EVT_DENIED " Host %.*s:%u does not match %s:%u",
+                   (int)CAT_MIN(host.len, 255), host.p, port, c->tls_host, c->tls_port);
+        c->txn.action = "TCP_DENIED";
+        conn_respond_error(c, 409, "host_mismatch",
+                           "The requested host does not match the server name of this TLS "
+                           "connection (%s)",
+                           c->tls_host);
+        return CAT_DECLINED;
+    }
+    u->host = host;
+    u->port = port;
+    u->scheme = (struct http_str){"https", 5};
+    return CAT_OK;
+}
+
+/*
  * A complete request head is in cli.in: record it, split the target, build
  * the head to send on, and consume it. Exits: POLICY, or RESPOND (error).
  */
@@ -456,6 +533,8 @@ conn_request_head(struct conn *c, struct http_head *h)
         t->path = conn_strndup(h->target);
         return conn_respond_error(c, 400, "invalid_request", "%s", h->err);
     }
+    if ((c->flags & CONN_F_INTERCEPTED) && conn_target_intercepted(c, h, &u) != CAT_OK)
+        return CAT_OK; /* answered with an error page */
     if (u.host.len == 0 || u.host.len >= sizeof(t->host)) {
         /* Origin-form sent to an explicit proxy: not a proxy request. */
         t->path = conn_strndup(h->target);
@@ -474,7 +553,8 @@ conn_request_head(struct conn *c, struct http_head *h)
             *p = (char)tolower((unsigned char)*p);
         t->path = conn_strndup(u.path);
         t->query = conn_strndup(u.query);
-        if (strcmp(t->scheme, "http") != 0)
+        bool tls_ok = (c->flags & CONN_F_INTERCEPTED) && strcmp(t->scheme, "https") == 0;
+        if (strcmp(t->scheme, "http") != 0 && !tls_ok)
             return conn_respond_error(c, 400, "invalid_request",
                                       "Only http:// URLs may be requested without CONNECT");
         int rc = msg_build_request(c, h, &u);
@@ -487,6 +567,24 @@ conn_request_head(struct conn *c, struct http_head *h)
     c->cli.bytes_in += (int64_t)h->head_len;
     conn_set_state(c, CONN_ST_POLICY);
     return CAT_OK;
+}
+
+/* The first bytes inside an intercepted connection that do not start like a
+ * request line ("TOKEN SP") are another protocol, not a bad request. */
+static bool
+conn_is_stream(const struct conn *c)
+{
+    if (!(c->flags & CONN_F_INTERCEPTED) || c->n_requests > 0)
+        return false;
+    const uint8_t *p = buf_data(&c->cli.in);
+    size_t n = CAT_MIN(c->cli.in.len, (size_t)24);
+    for (size_t i = 0; i < n; i++) {
+        if (p[i] == ' ')
+            return i == 0;
+        if (p[i] < 'A' || p[i] > 'Z')
+            return true;
+    }
+    return n == 24;
 }
 
 /*
@@ -525,10 +623,20 @@ conn_st_request(struct conn *c, unsigned ev)
             }
             if (c->txn.start.tv_sec == 0)
                 clock_gettime(CLOCK_REALTIME, &c->txn.start);
+            if (conn_is_stream(c)) {
+                /* Not HTTP inside intercepted TLS: relay it decrypted. */
+                log_info(LOG_FAC_MAIN, c, "not HTTP inside TLS to %s: relayed as a byte stream",
+                         c->tls_host);
+                conn_side_want(c, &c->cli, 0);
+                msg_stream_start(c);
+                conn_set_state(c, CONN_ST_STREAM);
+                return CAT_OK;
+            }
             struct http_head h;
             int rc = http_parse_request((const char *)buf_data(&c->cli.in), c->cli.in.len, &lim, &h);
             if (rc == CAT_OK) {
                 conn_side_want(c, &c->cli, 0);
+                c->n_requests++;
                 return conn_request_head(c, &h);
             }
             if (rc == CAT_ERR) {
@@ -541,7 +649,7 @@ conn_st_request(struct conn *c, unsigned ev)
                                           "%s", h.err);
             }
         }
-        ssize_t n = relay_read(c->cli.fd, &c->cli.in);
+        ssize_t n = conn_side_read(&c->cli, &c->cli.in);
         if (n > 0)
             continue;
         if (n == CAT_AGAIN) {
@@ -560,19 +668,21 @@ conn_st_request(struct conn *c, unsigned ev)
 static int
 conn_st_policy(struct conn *c, unsigned ev)
 {
-    struct pol_verdict v;
-    pol_check_request(c->cfg, (const struct sockaddr *)&c->cli_addr, c->txn.method, c->txn.port,
-                      &v);
+    struct pol_verdict v = {.allow = true};
+    /* Inside an intercepted connection the CONNECT was already allowed. */
+    if (!(c->flags & CONN_F_INTERCEPTED))
+        pol_check_request(c->cfg, (const struct sockaddr *)&c->cli_addr, c->txn.method,
+                          c->txn.port, &v);
     if (!v.allow) {
         c->txn.action = "TCP_DENIED";
         c->err = CONN_ERR_DENIED;
         log_notice(LOG_FAC_MAIN, c, LOG_EVT_DENIED " %s", v.reason);
         return conn_respond_error(c, 403, "policy_denied", "%s", v.reason);
     }
-    if (c->srv.fd >= 0 && c->srv_reusable && c->txn.method != HTTP_M_CONNECT &&
+    if (c->srv.fd >= 0 && (c->srv_fresh || c->srv_reusable) && c->txn.method != HTTP_M_CONNECT &&
         c->srv_port == c->txn.port && strcmp(c->srv_host, c->txn.host) == 0) {
         log_debug(LOG_FAC_MAIN, c, "reusing the origin connection");
-        msg_exchange_start(c, true);
+        msg_exchange_start(c, !c->srv_fresh);
         conn_set_state(c, CONN_ST_EXCHANGE);
         return CAT_OK;
     }
@@ -734,6 +844,11 @@ conn_st_connect(struct conn *c, unsigned ev)
     c->srv_port = c->txn.port;
     log_debug(LOG_FAC_MAIN, c, "connected to %s", c->srv_ip);
 
+    if (c->flags & CONN_F_INTERCEPTED) {
+        /* A new origin connection under an intercepted client: TLS again. */
+        conn_set_state(c, CONN_ST_SRV_TLS);
+        return CAT_OK;
+    }
     if (c->txn.method == HTTP_M_CONNECT) {
         static const char ok[] = "HTTP/1.1 200 Connection established\r\n\r\n";
         if (buf_reserve(&c->cli.out, 256) != CAT_OK ||
@@ -743,7 +858,8 @@ conn_st_connect(struct conn *c, unsigned ev)
         }
         c->txn.status = 200;
         c->txn.action = "TCP_TUNNELED";
-        c->after_respond = CONN_ST_TUNNEL;
+        /* Look at the first bytes only when something may be intercepted. */
+        c->after_respond = c->tls->n_keyrings > 0 ? CONN_ST_PEEK_HELLO : CONN_ST_TUNNEL;
         conn_set_state(c, CONN_ST_RESPOND);
         return CAT_OK;
     }
@@ -763,7 +879,7 @@ conn_st_respond(struct conn *c, unsigned ev)
     if (!ev_is_active(&c->timer))
         conn_timer_once(c, c->cfg->timeouts.idle_ms);
     while (c->cli.out.len > 0) {
-        ssize_t n = relay_write(c->cli.fd, buf_data(&c->cli.out), c->cli.out.len);
+        ssize_t n = conn_side_write(&c->cli, buf_data(&c->cli.out), c->cli.out.len);
         if (n == CAT_AGAIN) {
             conn_side_want(c, &c->cli, EV_WRITE);
             return CAT_AGAIN;
@@ -778,6 +894,10 @@ conn_st_respond(struct conn *c, unsigned ev)
     buf_free(&c->cli.out);
     conn_side_want(c, &c->cli, 0);
     ev_timer_stop(c->w->loop, &c->timer);
+    /* An answer that ends the transaction is logged once it is sent, with
+     * its size; a tunnel is logged when it ends. */
+    if (c->after_respond == CONN_ST_LINGER)
+        conn_log_txn(c);
     conn_set_state(c, c->after_respond);
     return CAT_OK;
 }

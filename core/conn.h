@@ -13,6 +13,7 @@
 #include "core/http.h"
 #include "core/log.h"
 #include "core/relay.h"
+#include "core/tls.h"
 
 #include <netinet/in.h>
 #include <stdbool.h>
@@ -24,6 +25,7 @@
 
 struct worker;
 struct res_query;
+struct emu_leaf;
 
 enum conn_state {
     CONN_ST_ACCEPTED = 0, /* [transient] fd accepted, nothing read yet */
@@ -32,8 +34,13 @@ enum conn_state {
     CONN_ST_RESOLVE,      /* res_ query in flight (c->dns != NULL) */
     CONN_ST_CONNECT,      /* non-blocking connect() to the origin, one address at a time */
     CONN_ST_RESPOND,      /* writing an answer made here (200 established, error page) */
+    CONN_ST_PEEK_HELLO,   /* reading the client's first bytes: a ClientHello? which name? */
+    CONN_ST_SRV_TLS,      /* TLS handshake towards the origin (we are the client) */
+    CONN_ST_EMULATE,      /* [transient] emulated certificate for the origin's */
+    CONN_ST_CLI_TLS,      /* TLS handshake towards the client with the emulated leaf */
     CONN_ST_TUNNEL,       /* bytes spliced both ways, untouched */
     CONN_ST_EXCHANGE,     /* one HTTP request/response relayed, bodies streamed */
+    CONN_ST_STREAM,       /* decrypted bytes relayed both ways (not HTTP inside TLS) */
     CONN_ST_LINGER,       /* answer sent, write side shut; reading until the client's FIN */
     CONN_ST_COUNT         /* must stay last */
 };
@@ -50,6 +57,9 @@ enum conn_err {
     CONN_ERR_CONNECT,      /* no origin address accepted the connection */
     CONN_ERR_BAD_REQUEST,  /* the client sent something we refuse */
     CONN_ERR_BAD_RESPONSE, /* the origin sent something we refuse */
+    CONN_ERR_CLI_TLS,      /* the client's TLS handshake failed (we were the server) */
+    CONN_ERR_SRV_TLS,      /* the origin's TLS handshake failed (we were the client) */
+    CONN_ERR_EMULATE,      /* no emulated certificate could be made */
     CONN_ERR_DENIED,       /* access rules or policy */
     CONN_ERR_NOMEM,
     CONN_ERR_SHUTDOWN,     /* drain period over */
@@ -73,10 +83,14 @@ const char *conn_state_name(enum conn_state s);
 #define CONN_F_CLOSE_AFTER 0x02u  /* no further request on this client connection */
 #define CONN_F_IDLE 0x04u         /* between requests: may be closed at once on drain */
 #define CONN_F_LOGGED 0x08u       /* this transaction's access-log line is written */
+#define CONN_F_INTERCEPTED 0x10u  /* the client side speaks TLS with our emulated leaf */
 
 /* One side of the connection: the client (cli) or the origin/next hop (srv). */
 struct conn_side {
     int fd;             /* owned; -1 when not connected */
+    WOLFSSL *ssl;       /* owned; NULL for plain TCP */
+    struct tls_io tio;  /* the TLS session's I/O context (fd, replay) */
+    struct buf replay;  /* raw bytes read before TLS began, fed to wolfSSL first */
     ev_io io;           /* one watcher; events set by conn_side_want() */
     int events;         /* EV_READ|EV_WRITE currently armed */
     struct buf in;      /* bytes read from this side, not yet consumed */
@@ -162,13 +176,37 @@ struct conn {
     enum conn_msg_phase resp_phase;
     enum http_method resp_for;     /* method the awaited response answers */
     bool srv_reusable;             /* the origin connection may carry another request */
+    bool srv_fresh;                /* connected (and TLS done) but no request sent yet */
+    unsigned n_requests;           /* request heads read on this client connection */
 
     struct relay_tunnel *tunnel;   /* owned: splice pipes in CONN_ST_TUNNEL */
+
+    /* Interception */
+    struct tls_conf *tls;          /* ref: TLS state of the config it started with */
+    char tls_host[256];            /* the name intercepted: SNI, else the CONNECT host */
+    unsigned tls_port;             /* the CONNECT port */
+    uint8_t *origin_der;           /* owned: the origin's certificate until emulated */
+    size_t origin_der_len;
+    struct emu_leaf *leaf;         /* ref: the emulated certificate while cli.ssl lives */
 };
+
+/** Reads from a side (TLS or plain) into b: > 0, 0 at EOF, CAT_AGAIN, CAT_ERR. */
+static inline ssize_t
+conn_side_read(struct conn_side *s, struct buf *b)
+{
+    return s->ssl != NULL ? tls_read(s->ssl, &s->tio, b) : relay_read(s->fd, b);
+}
+
+/** Writes to a side (TLS or plain): bytes written, CAT_AGAIN, CAT_ERR. */
+static inline ssize_t
+conn_side_write(struct conn_side *s, const uint8_t *p, size_t n)
+{
+    return s->ssl != NULL ? tls_write(s->ssl, &s->tio, p, n) : relay_write(s->fd, p, n);
+}
 
 /** Takes over an accepted fd (non-blocking) and starts the state machine. */
 void conn_accept(struct worker *w, int fd, const struct sockaddr *peer, socklen_t peerlen,
-                 struct cfg *cfg) CAT_NONNULL(1, 3, 5);
+                 struct cfg *cfg, struct tls_conf *tls) CAT_NONNULL(1, 3, 5);
 
 /**
  * Ends the connection: idempotent, keeps the first error, stops every
@@ -213,6 +251,9 @@ conn_touch(struct conn *c, struct ev_loop *loop)
  */
 int conn_respond_error(struct conn *c, int status, const char *exception_id, const char *fmt, ...)
     CAT_NONNULL(1, 3) CAT_PRINTF(4, 5);
+
+/** Closes the origin side (TLS session included), keeping the client. */
+void conn_srv_close(struct conn *c) CAT_NONNULL(1);
 
 /** Writes the access-log line of the current transaction (once). */
 void conn_log_txn(struct conn *c) CAT_NONNULL(1);

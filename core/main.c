@@ -6,6 +6,7 @@
 #include "core/cfg.h"
 #include "core/conn.h"
 #include "core/log.h"
+#include "core/tls.h"
 #include "core/worker.h"
 
 #include <errno.h>
@@ -99,7 +100,15 @@ main_reload(void)
         log_warn(LOG_FAC_MAIN, NULL, LOG_EVT_RELOAD_FAIL " %s; the running config stays", err);
         return;
     }
-    if (workers_reload(cfg, err, sizeof(err)) != CAT_OK) {
+    struct tls_conf *tls = tls_conf_new(cfg, err, sizeof(err));
+    if (tls == NULL) {
+        log_warn(LOG_FAC_MAIN, NULL, LOG_EVT_RELOAD_FAIL " %s; the running config stays", err);
+        cfg_unref(cfg);
+        return;
+    }
+    int rc = workers_reload(cfg, tls, err, sizeof(err));
+    tls_conf_unref(tls);
+    if (rc != CAT_OK) {
         log_warn(LOG_FAC_MAIN, NULL, LOG_EVT_RELOAD_FAIL " %s; the running config stays", err);
         cfg_unref(cfg);
         return;
@@ -160,9 +169,21 @@ main(int argc, char **argv)
         fprintf(stderr, "%s\n", err);
         return 1;
     }
+    if (tls_global_init(err, sizeof(err)) != CAT_OK) {
+        fprintf(stderr, "catena: TLS: %s\n", err);
+        return 1;
+    }
+    /* Checking includes what only loading shows: keyrings, CA files. */
+    struct tls_conf *tls = tls_conf_new(main_cfg, err, sizeof(err));
+    if (tls == NULL) {
+        fprintf(stderr, "%s: %s\n", path, err);
+        return 1;
+    }
     if (check) {
         printf("%s: configuration OK\n", path);
+        tls_conf_unref(tls);
         cfg_unref(main_cfg);
+        tls_global_fini();
         return 0;
     }
 
@@ -189,7 +210,9 @@ main(int argc, char **argv)
     sigaddset(&set, SIGINT);
     sigaddset(&set, SIGUSR1);
     pthread_sigmask(SIG_BLOCK, &set, &old);
-    if (workers_start(main_cfg, err, sizeof(err)) != CAT_OK) {
+    int started = workers_start(main_cfg, tls, err, sizeof(err));
+    tls_conf_unref(tls);
+    if (started != CAT_OK) {
         log_err(LOG_FAC_MAIN, NULL, "cannot start: %s", err);
         return 1;
     }
@@ -214,6 +237,7 @@ main(int argc, char **argv)
     if (daemonize && main_cfg->pid_file != NULL)
         unlink(main_cfg->pid_file);
     cfg_unref(main_cfg);
+    tls_global_fini();
     ev_loop_destroy(loop);
     log_close();
     return 0;

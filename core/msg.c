@@ -17,6 +17,8 @@
 #include "core/worker.h"
 
 #include <errno.h>
+#include <sys/socket.h>
+#include <unistd.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -69,7 +71,8 @@ msg_build_request(struct conn *c, const struct http_head *h, const struct http_u
     int rc = buf_printf(out, "%.*s %.*s%.*s HTTP/1.%d\r\nHost: %s%s%s", (int)h->method_str.len,
                         h->method_str.p, (int)u->path.len, u->path.p, (int)u->query.len,
                         u->query.p, minor, v6 ? "[" : "", c->txn.host, v6 ? "]" : "");
-    if (rc == CAT_OK && u->port != 80)
+    unsigned default_port = strcmp(c->txn.scheme, "https") == 0 ? 443 : 80;
+    if (rc == CAT_OK && u->port != default_port)
         rc = buf_printf(out, ":%u", u->port);
     if (rc == CAT_OK)
         rc = buf_printf(out, "\r\n");
@@ -97,6 +100,7 @@ msg_exchange_start(struct conn *c, bool reused)
 {
     const struct cfg *cfg = c->cfg;
     c->srv_reused = reused;
+    c->srv_fresh = false;
     c->txn.action = "TCP_MISS";
     c->resp_for = c->txn.method;
     c->resp_phase = CONN_MSG_IDLE;
@@ -171,7 +175,7 @@ static int
 msg_flush(struct conn *c, struct conn_side *dst, bool *moved)
 {
     while (dst->out.len > 0) {
-        ssize_t n = relay_write(dst->fd, buf_data(&dst->out), dst->out.len);
+        ssize_t n = conn_side_write(dst, buf_data(&dst->out), dst->out.len);
         if (n == CAT_AGAIN)
             return CAT_OK;
         if (n < 0)
@@ -199,7 +203,7 @@ msg_pump(struct conn *c, struct conn_side *src, struct conn_side *dst, struct co
             return CAT_ERR;
         /* 2. Approved body bytes, straight from the source's buffer. */
         if (dst->out.len == 0 && b->approved > 0) {
-            ssize_t n = relay_write(dst->fd, buf_data(&src->in), b->approved);
+            ssize_t n = conn_side_write(dst, buf_data(&src->in), b->approved);
             if (n > 0) {
                 buf_consume(&src->in, (size_t)n);
                 b->approved -= (size_t)n;
@@ -243,7 +247,7 @@ msg_pump(struct conn *c, struct conn_side *src, struct conn_side *dst, struct co
         }
         /* 4. Read more while the message wants more and there is room. */
         if (!b->complete && !src->eof && buf_room(&src->in) > 0) {
-            ssize_t n = relay_read(src->fd, &src->in);
+            ssize_t n = conn_side_read(src, &src->in);
             if (n > 0) {
                 moved = true;
             } else if (n == 0) {
@@ -358,7 +362,7 @@ msg_response_head(struct conn *c, bool *progress)
         }
         if (buf_room(&c->srv.in) == 0)
             return CAT_OK; /* cannot happen: the parser errs at max_head */
-        ssize_t n = relay_read(c->srv.fd, &c->srv.in);
+        ssize_t n = conn_side_read(&c->srv, &c->srv.in);
         if (n > 0) {
             *progress = true;
             continue;
@@ -466,6 +470,85 @@ msg_exchange(struct conn *c, unsigned ev)
         buf_room(&c->srv.in) > 0 && !c->srv.eof)
         sev |= EV_READ;
     if (c->srv.out.len > 0 || (c->req_phase == CONN_MSG_BODY && c->req_body.approved > 0))
+        sev |= EV_WRITE;
+    conn_side_want(c, &c->cli, cev);
+    conn_side_want(c, &c->srv, sev);
+    return CAT_AGAIN;
+}
+
+/* ---- a decrypted byte stream (not HTTP inside intercepted TLS) ---------- */
+
+void
+msg_stream_start(struct conn *c)
+{
+    const struct cfg *cfg = c->cfg;
+    msg_body_init(&c->req_body, HTTP_BODY_CLOSE, 0);
+    msg_body_init(&c->resp_body, HTTP_BODY_CLOSE, 0);
+    c->req_phase = c->resp_phase = CONN_MSG_BODY;
+    c->txn.action = "TCP_TUNNELED";
+    snprintf(c->txn.method_str, sizeof(c->txn.method_str), "-");
+    snprintf(c->txn.scheme, sizeof(c->txn.scheme), "tls");
+    snprintf(c->txn.host, sizeof(c->txn.host), "%s", c->tls_host);
+    c->txn.port = c->tls_port;
+    c->txn.status = 200;
+    clock_gettime(CLOCK_REALTIME, &c->txn.start);
+    size_t cap = CAT_MAX(cfg->limits.buffer_size, cfg->limits.max_head_size);
+    if (buf_reserve(&c->srv.in, cap) != CAT_OK)
+        buf_free(&c->cli.in); /* msg_stream sees the missing buffer and closes */
+    conn_timer_idle(c, cfg->timeouts.tunnel_idle_ms);
+}
+
+/* Tells dst that its peer finished: close_notify, then FIN. */
+static void
+msg_shut(struct conn_side *dst)
+{
+    if (dst->shut)
+        return;
+    dst->shut = true;
+    if (dst->ssl != NULL)
+        wolfSSL_shutdown(dst->ssl); /* best effort: one try, non-blocking */
+    shutdown(dst->fd, SHUT_WR);
+}
+
+int
+msg_stream(struct conn *c, unsigned ev)
+{
+    if (ev & CONN_EV_TIMER) {
+        c->err = CONN_ERR_TIMEOUT;
+        return CAT_ERR;
+    }
+    if (c->cli.in.base == NULL || c->srv.in.base == NULL) {
+        c->err = CONN_ERR_NOMEM;
+        return CAT_ERR;
+    }
+    for (int pass = 0; pass < 64; pass++) {
+        bool progress = false;
+        if (c->req_phase == CONN_MSG_BODY &&
+            msg_pump(c, &c->cli, &c->srv, &c->req_body, &c->req_phase, &progress) != CAT_OK)
+            return CAT_ERR;
+        if (c->resp_phase == CONN_MSG_BODY &&
+            msg_pump(c, &c->srv, &c->cli, &c->resp_body, &c->resp_phase, &progress) != CAT_OK)
+            return CAT_ERR;
+        if (c->req_phase == CONN_MSG_DONE)
+            msg_shut(&c->srv);
+        if (c->resp_phase == CONN_MSG_DONE)
+            msg_shut(&c->cli);
+        if (c->req_phase == CONN_MSG_DONE && c->resp_phase == CONN_MSG_DONE) {
+            c->err = CONN_ERR_CLI_EOF;
+            return CAT_ERR; /* both ended: a normal close */
+        }
+        if (!progress)
+            break;
+        conn_touch(c, c->w->loop);
+    }
+    int cev = 0, sev = 0;
+    if (c->req_phase == CONN_MSG_BODY && buf_room(&c->cli.in) > 0)
+        cev |= EV_READ;
+    if (c->resp_phase == CONN_MSG_BODY && c->resp_body.approved > 0)
+        cev |= EV_WRITE;
+    if (c->resp_phase == CONN_MSG_BODY && buf_room(&c->srv.in) > 0)
+        sev |= EV_READ;
+    if (c->req_phase == CONN_MSG_BODY && c->req_body.approved > 0)
         sev |= EV_WRITE;
     conn_side_want(c, &c->cli, cev);
     conn_side_want(c, &c->srv, sev);

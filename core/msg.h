@@ -26,6 +26,11 @@ int msg_build_request(struct conn *c, const struct http_head *h, const struct ht
 /** Starts an exchange on a connected origin (reused: a kept-alive connection). */
 void msg_exchange_start(struct conn *c, bool reused) CAT_NONNULL(1);
 
+/** Relays decrypted bytes both ways until both ends close (not HTTP inside TLS). */
+void msg_stream_start(struct conn *c) CAT_NONNULL(1);
+/** The CONN_ST_STREAM handler. */
+int msg_stream(struct conn *c, unsigned ev) CAT_NONNULL(1);
+
 /** The CONN_ST_EXCHANGE handler: moves both messages along (see conn.c). */
 int msg_exchange(struct conn *c, unsigned ev) CAT_NONNULL(1);
 

@@ -14,6 +14,7 @@
 
 #include "core/conn.h"
 #include "core/log.h"
+#include "core/tls.h"
 #include "resolver/res.h"
 
 #include <arpa/inet.h>
@@ -75,6 +76,7 @@ worker_update_free(struct worker_update *u)
         return;
     if (u->cfg != NULL)
         cfg_unref(u->cfg);
+    tls_conf_unref(u->tls);
     free(u->lsns);
     free(u);
 }
@@ -87,7 +89,7 @@ worker_update_free(struct worker_update *u)
  * one, which happens before the next update is built (workers_reload waits).
  */
 static struct worker_update **
-worker_make_updates(struct cfg *cfg, bool reuse, char *err, size_t errlen)
+worker_make_updates(struct cfg *cfg, struct tls_conf *tls, bool reuse, char *err, size_t errlen)
 {
     struct worker_update **ups = calloc(n_workers, sizeof(*ups));
     if (ups == NULL)
@@ -115,6 +117,7 @@ worker_make_updates(struct cfg *cfg, bool reuse, char *err, size_t errlen)
             u->n_lsns++;
         }
         u->cfg = cfg_ref(cfg);
+        u->tls = tls_conf_ref(tls);
     }
     return ups;
 oom:
@@ -188,7 +191,7 @@ worker_accept_cb(struct ev_loop *loop, ev_io *io, int revents)
         }
         int one = 1;
         setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-        conn_accept(w, fd, (struct sockaddr *)&peer, plen, w->cfg);
+        conn_accept(w, fd, (struct sockaddr *)&peer, plen, w->cfg, w->tls);
     }
 }
 
@@ -283,6 +286,9 @@ worker_apply_update(struct worker *w, struct worker_update *u)
     struct cfg *old = w->cfg;
     w->cfg = u->cfg;
     u->cfg = NULL;
+    tls_conf_unref(w->tls);
+    w->tls = u->tls;
+    u->tls = NULL;
 
     /* A new resolver when its section changed: lookups in flight are
      * restarted on the new one by the connections themselves. */
@@ -368,7 +374,7 @@ worker_main(void *arg)
 /* ---- main thread API ---------------------------------------------------- */
 
 int
-workers_start(struct cfg *cfg, char *err, size_t errlen)
+workers_start(struct cfg *cfg, struct tls_conf *tls, char *err, size_t errlen)
 {
     n_workers = cfg->workers;
     workers = calloc(n_workers, sizeof(*workers));
@@ -376,7 +382,7 @@ workers_start(struct cfg *cfg, char *err, size_t errlen)
         snprintf(err, errlen, "out of memory");
         return CAT_ERR;
     }
-    struct worker_update **ups = worker_make_updates(cfg, false, err, errlen);
+    struct worker_update **ups = worker_make_updates(cfg, tls, false, err, errlen);
     if (ups == NULL)
         return CAT_ERR;
     for (unsigned i = 0; i < n_workers; i++) {
@@ -403,6 +409,8 @@ workers_start(struct cfg *cfg, char *err, size_t errlen)
         struct worker_update *u = ups[i];
         w->cfg = u->cfg;
         u->cfg = NULL;
+        w->tls = u->tls;
+        u->tls = NULL;
         w->lsns = u->lsns;
         w->n_lsns = u->n_lsns;
         u->lsns = NULL;
@@ -421,7 +429,7 @@ workers_start(struct cfg *cfg, char *err, size_t errlen)
 }
 
 int
-workers_reload(struct cfg *cfg, char *err, size_t errlen)
+workers_reload(struct cfg *cfg, struct tls_conf *tls, char *err, size_t errlen)
 {
     if (cfg->workers != n_workers)
         log_warn(LOG_FAC_MAIN, NULL, "workers: %u -> %u takes effect at the next restart",
@@ -440,7 +448,7 @@ workers_reload(struct cfg *cfg, char *err, size_t errlen)
             break;
         usleep(1000);
     }
-    struct worker_update **ups = worker_make_updates(cfg, true, err, errlen);
+    struct worker_update **ups = worker_make_updates(cfg, tls, true, err, errlen);
     if (ups == NULL)
         return CAT_ERR;
     for (unsigned i = 0; i < n_workers; i++) {
@@ -476,6 +484,7 @@ workers_join(void)
         worker_update_free(w->pending);
         if (w->cfg != NULL)
             cfg_unref(w->cfg);
+        tls_conf_unref(w->tls);
         ev_loop_destroy(w->loop);
         pthread_mutex_destroy(&w->mtx);
     }

@@ -22,6 +22,7 @@
 
 struct conn;
 struct res;
+struct tls_conf;
 
 /* One listening socket of one worker. */
 struct lsn {
@@ -37,6 +38,7 @@ struct lsn {
 /* What the main thread hands a worker on reload. */
 struct worker_update {
     struct cfg *cfg;             /* ref, taken over by the worker */
+    struct tls_conf *tls;        /* ref, taken over by the worker */
     struct lsn *lsns;            /* owned array of n_lsns (fds inside) */
     size_t n_lsns;
 };
@@ -54,6 +56,7 @@ struct worker {
     bool drain_req;              /* SIGTERM received */
 
     struct cfg *cfg;             /* ref: config for new connections */
+    struct tls_conf *tls;        /* ref: its TLS state */
     struct res *res;             /* owned: resolver built from cfg->resolver */
     struct lsn *lsns;            /* owned array */
     size_t n_lsns;
@@ -72,14 +75,16 @@ extern atomic_uint worker_conn_count;
  * Starts n workers with cfg and listeners bound from it. Fatal errors are
  * written to err. The workers run until worker_stop_all().
  */
-int workers_start(struct cfg *cfg, char *err, size_t errlen) CAT_WUR CAT_NONNULL(1, 2);
+int workers_start(struct cfg *cfg, struct tls_conf *tls, char *err, size_t errlen) CAT_WUR
+    CAT_NONNULL(1, 2, 3);
 
 /**
  * Reload: binds the new config's listeners (reusing sockets whose address
  * and type are unchanged), then hands every worker the new snapshot.
  * CAT_ERR (err says why) leaves the running config untouched.
  */
-int workers_reload(struct cfg *cfg, char *err, size_t errlen) CAT_WUR CAT_NONNULL(1, 2);
+int workers_reload(struct cfg *cfg, struct tls_conf *tls, char *err, size_t errlen) CAT_WUR
+    CAT_NONNULL(1, 2, 3);
 
 /** SIGTERM: stop accepting, finish open connections within cfg drain, then stop. */
 void workers_drain(void);

@@ -26,7 +26,8 @@
 struct emu;      /* one loaded issuer keyring with its certificate cache */
 struct emu_leaf; /* one emulated certificate: refcounted, immutable */
 
-/* Configures a fresh server-side CTX (protocol versions, ciphers, ALPN...). */
+/* Configures a fresh server-side CTX (protocol versions, ciphers, ALPN...).
+ * Returns CAT_OK; anything else fails the leaf. Called before the chain and key are loaded. */
 typedef int emu_ctx_setup_fn(void *arg, WOLFSSL_CTX *ctx);
 
 struct emu_opts {
@@ -64,7 +65,9 @@ struct emu_leaf *emu_leaf_get(struct emu *e, const uint8_t *origin_der, size_t o
                               const struct emu_params *p, bool *cached, char *err, size_t errlen)
     CAT_WUR CAT_NONNULL(1, 2, 4);
 
+/** Takes another reference (atomic); returns l. */
 struct emu_leaf *emu_leaf_ref(struct emu_leaf *l) CAT_NONNULL(1);
+/** Drops a reference; the last one frees the CTX. NULL is ignored. */
 void emu_leaf_unref(struct emu_leaf *l);
 
 /** The server CTX holding the leaf, its key and the chain up to the root. */
@@ -77,6 +80,9 @@ const char *emu_issuer_pem(const struct emu *e) CAT_NONNULL(1);
 const uint8_t *emu_issuer_der(const struct emu *e, size_t *len) CAT_NONNULL(1, 2);
 /** The root at the top of the keyring's chain (the issuer itself for a root), PEM. */
 const char *emu_root_pem(const struct emu *e) CAT_NONNULL(1);
+/** Certificate i (DER) of the chain sent with every leaf: 0 is the issuer, then chain.pem's.
+ *  NULL past the end. */
+const uint8_t *emu_chain_der(const struct emu *e, size_t i, size_t *len) CAT_NONNULL(1, 3);
 
 /** True if der (a certificate) was issued by this keyring's issuer (its signature verifies). */
 bool emu_is_own_issue(const struct emu *e, const uint8_t *der, size_t len) CAT_NONNULL(1, 2);
@@ -88,6 +94,7 @@ struct emu_stats {
     unsigned long evicted;
     unsigned long entries;
 };
+/** A consistent snapshot of the cache counters. */
 void emu_get_stats(struct emu *e, struct emu_stats *out) CAT_NONNULL(1, 2);
 
 /* ---- CA management (catenactl ca) ------------------------------------- */

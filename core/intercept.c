@@ -1,0 +1,339 @@
+/*
+ * Interception: from "200 Connection established" to HTTP over TLS on both
+ * sides.
+ *
+ *   PEEK_HELLO  read the client's first bytes (kept for replay): a TLS
+ *               ClientHello? which name? -> TUNNEL (not TLS, or policy says
+ *               tunnel) or SRV_TLS
+ *   SRV_TLS     handshake with the origin as the client would (its SNI,
+ *               ALPN http/1.1), verifying its certificate
+ *   EMULATE     an emulated certificate mimicking the origin's (cached)
+ *   CLI_TLS     handshake with the client, replaying its ClientHello
+ *   -> REQUEST  the same HTTP engine as plain proxying, over TLS
+ *
+ * Origin first, then client: a certificate is only ever emulated from one
+ * the origin presented and that verified.
+ */
+#include "core/intercept.h"
+
+#include "core/conn.h"
+#include "core/detect.h"
+#include "core/msg.h"
+#include "core/policy.h"
+#include "core/worker.h"
+#include "emulation/emu.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+
+static bool
+intercept_is_ip(const char *host)
+{
+    struct in6_addr a6;
+    struct in_addr a4;
+    return inet_pton(AF_INET, host, &a4) == 1 || inet_pton(AF_INET6, host, &a6) == 1;
+}
+
+/* Moves the peeked bytes to the side's replay buffer: wolfSSL reads them first. */
+static void
+intercept_stash_hello(struct conn_side *s)
+{
+    buf_free(&s->replay);
+    s->replay = s->in;
+    memset(&s->in, 0, sizeof(s->in));
+}
+
+/*
+ * Entered after "200 Connection established" when something may be
+ * intercepted. Reads until a whole ClientHello (or proof it is not TLS).
+ * Exits: TUNNEL (not TLS; policy says tunnel), SRV_TLS, closed (malformed,
+ * SNI naming another host than the CONNECT, timeout).
+ */
+int
+intercept_st_peek_hello(struct conn *c, unsigned ev)
+{
+    const struct cfg *cfg = c->cfg;
+    if (ev & CONN_EV_TIMER) {
+        if (c->cli.in.len == 0) {
+            /* A client that speaks second (e.g. a server-first protocol):
+             * nothing to inspect, tunnel it. */
+            log_debug(LOG_FAC_SSL, c, "client sent nothing: tunneled");
+            ev_timer_stop(c->w->loop, &c->timer);
+            conn_set_state(c, CONN_ST_TUNNEL);
+            return CAT_OK;
+        }
+        log_info(LOG_FAC_SSL, c, LOG_EVT_CLI_TLS " %s: ClientHello incomplete after %u ms",
+                 c->txn.host, cfg->timeouts.tls_handshake_ms);
+        c->err = CONN_ERR_TIMEOUT;
+        return CAT_ERR;
+    }
+    if (!ev_is_active(&c->timer))
+        conn_timer_once(c, cfg->timeouts.tls_handshake_ms);
+    size_t cap = CAT_MAX(CAT_MAX(cfg->limits.buffer_size, cfg->limits.max_head_size),
+                         (size_t)DETECT_MAX_HELLO);
+    if (c->cli.in.cap < cap)
+        buf_free(&c->cli.in); /* keep-alive buffer too small for a hello: empty here */
+    if (buf_reserve(&c->cli.in, cap) != CAT_OK) {
+        c->err = CONN_ERR_NOMEM;
+        return CAT_ERR;
+    }
+    struct detect_hello h;
+    int rc = CAT_AGAIN;
+    for (int pass = 0; pass < 64; pass++) {
+        if (c->cli.in.len > 0) {
+            rc = detect_hello(buf_data(&c->cli.in), c->cli.in.len, &h);
+            if (rc != CAT_AGAIN)
+                break;
+        }
+        ssize_t n = relay_read(c->cli.fd, &c->cli.in);
+        if (n > 0)
+            continue;
+        if (n == CAT_AGAIN) {
+            if (buf_room(&c->cli.in) == 0) {
+                rc = CAT_ERR; /* larger than any real ClientHello */
+                break;
+            }
+            conn_side_want(c, &c->cli, EV_READ);
+            return CAT_AGAIN;
+        }
+        c->err = n == 0 ? CONN_ERR_CLI_EOF : CONN_ERR_CLI_RESET;
+        return CAT_ERR;
+    }
+    conn_side_want(c, &c->cli, 0);
+    ev_timer_stop(c->w->loop, &c->timer);
+    if (rc == CAT_DECLINED) {
+        log_info(LOG_FAC_MAIN, c, "not TLS: tunneled as plain TCP");
+        conn_set_state(c, CONN_ST_TUNNEL);
+        return CAT_OK;
+    }
+    if (rc != CAT_OK) {
+        log_info(LOG_FAC_SSL, c, LOG_EVT_CLI_TLS " %s: malformed ClientHello", c->txn.host);
+        c->err = CONN_ERR_CLI_TLS;
+        return CAT_ERR;
+    }
+
+    /* The name to intercept: the SNI, which must agree with a CONNECT by name. */
+    bool connect_by_ip = intercept_is_ip(c->txn.host);
+    if (h.has_sni && !h.sni_invalid && !connect_by_ip && strcasecmp(h.sni, c->txn.host) != 0) {
+        log_notice(LOG_FAC_SSL, c, LOG_EVT_DENIED " SNI %s does not match the CONNECT host %s",
+                   h.sni, c->txn.host);
+        c->txn.action = "TCP_DENIED";
+        c->txn.status = 403;
+        c->txn.exception = "host_mismatch";
+        c->err = CONN_ERR_DENIED;
+        return CAT_ERR;
+    }
+    const char *name = h.has_sni && !h.sni_invalid ? h.sni : c->txn.host;
+    snprintf(c->tls_host, sizeof(c->tls_host), "%s", name);
+    c->tls_port = c->txn.port;
+
+    /* Applications that are not HTTP/1 (by ALPN) go through untouched. */
+    bool http_alpn = h.n_alpn == 0 || detect_offers_alpn(&h, "http/1.1") ||
+                     detect_offers_alpn(&h, "http/1.0");
+    if (!http_alpn) {
+        log_info(LOG_FAC_SSL, c, "%s: ALPN offers no HTTP/1.x (first: %s): tunneled",
+                 c->tls_host, h.alpn[0]);
+        conn_set_state(c, CONN_ST_TUNNEL);
+        return CAT_OK;
+    }
+    if (!pol_should_intercept(cfg, c->tls_host)) {
+        log_debug(LOG_FAC_SSL, c, "%s: tunneled by policy", c->tls_host);
+        conn_set_state(c, CONN_ST_TUNNEL);
+        return CAT_OK;
+    }
+    log_debug(LOG_FAC_SSL, c, "%s: intercepting", c->tls_host);
+    intercept_stash_hello(&c->cli);
+    conn_set_state(c, CONN_ST_SRV_TLS);
+    return CAT_OK;
+}
+
+/* Checks the origin's certificate beyond what wolfSSL verified (chain, dates):
+ * the name, and that it is not one of our own. CAT_OK or CAT_ERR with why. */
+static int
+intercept_check_origin(struct conn *c, WOLFSSL_X509 *x, char *why, size_t whylen)
+{
+    const char *name = c->tls_host;
+    int ok;
+    if (intercept_is_ip(name))
+        ok = wolfSSL_X509_check_ip_asc(x, name, 0);
+    else
+        ok = wolfSSL_X509_check_host(x, name, strlen(name), 0, NULL);
+    if (ok != WOLFSSL_SUCCESS) {
+        snprintf(why, whylen, "certificate does not name %s", name);
+        return CAT_ERR;
+    }
+    int len = 0;
+    const unsigned char *der = wolfSSL_X509_get_der(x, &len);
+    if (der == NULL || len <= 0) {
+        snprintf(why, whylen, "no certificate");
+        return CAT_ERR;
+    }
+    /* Our issuer is never an upstream trust anchor: a certificate made by
+     * our own CA coming back from an "origin" is a loop or an attack. */
+    for (size_t i = 0; i < c->tls->n_keyrings; i++) {
+        if (emu_is_own_issue(c->tls->keyrings[i], der, (size_t)len)) {
+            snprintf(why, whylen, "certificate issued by catena's own CA (keyring %s)",
+                     c->tls->keyring_names[i]);
+            return CAT_ERR;
+        }
+    }
+    free(c->origin_der);
+    c->origin_der = malloc((size_t)len);
+    if (c->origin_der == NULL) {
+        snprintf(why, whylen, "out of memory");
+        return CAT_ERR;
+    }
+    memcpy(c->origin_der, der, (size_t)len);
+    c->origin_der_len = (size_t)len;
+    return CAT_OK;
+}
+
+/*
+ * Entered with the origin connected (TCP). Handshakes as the client would.
+ * Exits: EMULATE (first connection), EXCHANGE (a new origin connection for
+ * an already intercepted client), closed (handshake or verification failed).
+ */
+int
+intercept_st_srv_tls(struct conn *c, unsigned ev)
+{
+    struct conn_side *s = &c->srv;
+    if (ev & CONN_EV_TIMER) {
+        log_warn(LOG_FAC_SSL, c, LOG_EVT_SRV_TLS " %s: handshake timed out", c->tls_host);
+        c->err = CONN_ERR_SRV_TLS;
+        return CAT_ERR;
+    }
+    if (s->ssl == NULL) {
+        s->tio = (struct tls_io){.fd = s->fd};
+        s->ssl = tls_session_new(c->tls->srv_ctx, &s->tio);
+        if (s->ssl == NULL) {
+            c->err = CONN_ERR_NOMEM;
+            return CAT_ERR;
+        }
+        if (!intercept_is_ip(c->tls_host))
+            wolfSSL_UseSNI(s->ssl, WOLFSSL_SNI_HOST_NAME, c->tls_host,
+                           (unsigned short)strlen(c->tls_host));
+        char alpn[] = "http/1.1";
+        wolfSSL_UseALPN(s->ssl, alpn, sizeof(alpn) - 1, WOLFSSL_ALPN_CONTINUE_ON_MISMATCH);
+        conn_timer_once(c, c->cfg->timeouts.tls_handshake_ms);
+    }
+    int ret = wolfSSL_connect(s->ssl);
+    if (ret != WOLFSSL_SUCCESS) {
+        int e = wolfSSL_get_error(s->ssl, ret);
+        if (e == WOLFSSL_ERROR_WANT_READ || e == WOLFSSL_ERROR_WANT_WRITE) {
+            conn_side_want(c, s, e == WOLFSSL_ERROR_WANT_READ ? EV_READ : EV_WRITE);
+            return CAT_AGAIN;
+        }
+        char d[256];
+        tls_describe_error(s->ssl, ret, d, sizeof(d));
+        log_warn(LOG_FAC_SSL, c, LOG_EVT_SRV_TLS " %s: %s", c->tls_host, d);
+        c->err = CONN_ERR_SRV_TLS;
+        return CAT_ERR;
+    }
+    ev_timer_stop(c->w->loop, &c->timer);
+    conn_side_want(c, s, 0);
+    WOLFSSL_X509 *x = wolfSSL_get_peer_certificate(s->ssl);
+    char why[200] = "no certificate";
+    int rc = x != NULL ? intercept_check_origin(c, x, why, sizeof(why)) : CAT_ERR;
+    wolfSSL_X509_free(x);
+    if (rc != CAT_OK) {
+        log_warn(LOG_FAC_SSL, c, LOG_EVT_SRV_TLS " %s: %s", c->tls_host, why);
+        c->err = CONN_ERR_SRV_TLS;
+        return CAT_ERR;
+    }
+    log_debug(LOG_FAC_SSL, c, "origin TLS up: %s %s", wolfSSL_get_version(s->ssl),
+              wolfSSL_get_cipher(s->ssl));
+    c->srv_fresh = true;
+    c->srv_reusable = true;
+    if (c->flags & CONN_F_INTERCEPTED) {
+        free(c->origin_der);
+        c->origin_der = NULL;
+        msg_exchange_start(c, false);
+        conn_set_state(c, CONN_ST_EXCHANGE);
+        return CAT_OK;
+    }
+    conn_set_state(c, CONN_ST_EMULATE);
+    return CAT_OK;
+}
+
+/* Transient. Exits: CLI_TLS, closed (emulation failed: our problem, logged at err). */
+int
+intercept_st_emulate(struct conn *c, unsigned ev)
+{
+    const struct cfg *cfg = c->cfg;
+    struct emu *e = tls_keyring(c->tls, NULL);
+    struct emu_params p = {
+        .splash_text = cfg->tls.splash_text,
+        .splash_url = cfg->tls.splash_url,
+    };
+    bool cached = false;
+    char err[256] = "no keyring";
+    c->leaf = e != NULL ? emu_leaf_get(e, c->origin_der, c->origin_der_len, &p, &cached, err,
+                                       sizeof(err))
+                        : NULL;
+    free(c->origin_der);
+    c->origin_der = NULL;
+    if (c->leaf == NULL) {
+        log_err(LOG_FAC_SSL, c, "cannot emulate the certificate of %s: %s", c->tls_host, err);
+        c->err = CONN_ERR_EMULATE;
+        return CAT_ERR;
+    }
+    log_debug(LOG_FAC_SSL, c, "emulated certificate for %s (%s)", c->tls_host,
+              cached ? "cached" : "new");
+    conn_set_state(c, CONN_ST_CLI_TLS);
+    return CAT_OK;
+}
+
+/*
+ * Entered with the emulated leaf; the ClientHello waits in cli.replay.
+ * Exits: REQUEST (HTTP over TLS on both sides), closed (the client refused
+ * our certificate or the handshake failed).
+ */
+int
+intercept_st_cli_tls(struct conn *c, unsigned ev)
+{
+    struct conn_side *s = &c->cli;
+    if (ev & CONN_EV_TIMER) {
+        log_info(LOG_FAC_SSL, c, LOG_EVT_CLI_TLS " %s: handshake timed out", c->tls_host);
+        c->err = CONN_ERR_CLI_TLS;
+        return CAT_ERR;
+    }
+    if (s->ssl == NULL) {
+        s->tio = (struct tls_io){.fd = s->fd, .replay = &s->replay};
+        s->ssl = tls_session_new(emu_leaf_ctx(c->leaf), &s->tio);
+        if (s->ssl == NULL) {
+            c->err = CONN_ERR_NOMEM;
+            return CAT_ERR;
+        }
+        conn_timer_once(c, c->cfg->timeouts.tls_handshake_ms);
+    }
+    int ret = wolfSSL_accept(s->ssl);
+    if (ret != WOLFSSL_SUCCESS) {
+        int e = wolfSSL_get_error(s->ssl, ret);
+        if (e == WOLFSSL_ERROR_WANT_READ || e == WOLFSSL_ERROR_WANT_WRITE) {
+            conn_side_want(c, s, e == WOLFSSL_ERROR_WANT_READ ? EV_READ : EV_WRITE);
+            return CAT_AGAIN;
+        }
+        char d[256];
+        tls_describe_error(s->ssl, ret, d, sizeof(d));
+        /* Blame decides the level: a client refusing our leaf is expected
+         * (pinning, no trust in our root); it is not our fault. */
+        log_info(LOG_FAC_SSL, c, LOG_EVT_CLI_TLS " %s: %s%s", c->tls_host, d,
+                 tls_peer_rejected_cert(s->ssl) ? " (the client refused our certificate)" : "");
+        c->err = CONN_ERR_CLI_TLS;
+        return CAT_ERR;
+    }
+    ev_timer_stop(c->w->loop, &c->timer);
+    conn_side_want(c, s, 0);
+    c->flags |= CONN_F_INTERCEPTED;
+    log_debug(LOG_FAC_SSL, c, "client TLS up: %s %s", wolfSSL_get_version(s->ssl),
+              wolfSSL_get_cipher(s->ssl));
+    /* The CONNECT's own line: the requests inside follow as https. */
+    c->txn.action = "TCP_INTERCEPTED";
+    conn_log_txn(c);
+    conn_txn_reset(c);
+    conn_timer_once(c, c->cfg->timeouts.head_ms);
+    conn_set_state(c, CONN_ST_REQUEST);
+    return CAT_OK;
+}

@@ -1,0 +1,19 @@
+/*
+ * The interception states of a connection (handlers in conn.c's table):
+ * peek at the ClientHello, decide, handshake with the origin, emulate its
+ * certificate, handshake with the client. After that the connection carries
+ * HTTP over TLS on both sides through the ordinary REQUEST/EXCHANGE states.
+ */
+#ifndef CATENA_CORE_INTERCEPT_H
+#define CATENA_CORE_INTERCEPT_H
+
+#include "core/attr.h"
+
+struct conn;
+
+int intercept_st_peek_hello(struct conn *c, unsigned ev) CAT_NONNULL(1);
+int intercept_st_srv_tls(struct conn *c, unsigned ev) CAT_NONNULL(1);
+int intercept_st_emulate(struct conn *c, unsigned ev) CAT_NONNULL(1);
+int intercept_st_cli_tls(struct conn *c, unsigned ev) CAT_NONNULL(1);
+
+#endif

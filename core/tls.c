@@ -1,0 +1,488 @@
+/*
+ * TLS contexts and non-blocking TLS I/O for interception.
+ *
+ * catena must never weaken a connection (published studies of interception
+ * products found most of them worse than a browser): its TLS client offers
+ * TLS 1.3 and 1.2 only, ECDHE with AEAD suites only, X25519/P-256/P-384, no
+ * SHA-1 or DSA signatures, extended master secret (wolfSSL's default), no
+ * compression (not built), and never retries at a lower version. The
+ * client-facing contexts (one per emulated leaf, see emulation/) get the
+ * same versions and suites, and ALPN http/1.1 only.
+ *
+ * All I/O goes through our callbacks so that bytes peeked before the
+ * handshake (the ClientHello) are replayed to wolfSSL first; see
+ * ../shared/notes/wolfssl.md section 3 ("read and replay").
+ */
+#include "core/tls.h"
+
+#include "core/log.h"
+#include "emulation/emu.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <ev.h>
+
+#define TLS_SYSTEM_CAS "/etc/ssl/certs/ca-certificates.crt"
+
+/* AEAD with forward secrecy only; AES-GCM first (AES-NI in our wolfSSL build). */
+static const char tls_ciphers[] =
+    "TLS13-AES128-GCM-SHA256:TLS13-AES256-GCM-SHA384:TLS13-CHACHA20-POLY1305-SHA256:"
+    "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:"
+    "ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:"
+    "ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305";
+
+/* No SHA-1, no DSA. */
+static const char tls_sigalgs[] = "ECDSA+SHA256:ECDSA+SHA384:ECDSA+SHA512:"
+                                  "RSA-PSS+SHA256:RSA-PSS+SHA384:RSA-PSS+SHA512:"
+                                  "RSA+SHA256:RSA+SHA384:RSA+SHA512:ED25519";
+
+/* ---- key log (troubleshooting only) -------------------------------------- */
+
+static int tls_keylog_fd = -1;
+
+#ifdef HAVE_SECRET_CALLBACK
+static void
+tls_keylog_cb(const WOLFSSL *ssl, const char *line)
+{
+    if (tls_keylog_fd < 0)
+        return;
+    char buf[1024];
+    size_t n = strlen(line);
+    if (n + 1 > sizeof(buf))
+        return;
+    memcpy(buf, line, n);
+    buf[n++] = '\n';
+    /* One write per line on an O_APPEND fd: lines never interleave. */
+    ssize_t w = write(tls_keylog_fd, buf, n);
+    (void)w;
+}
+#endif
+
+static int
+tls_keylog_open(const char *path, char *err, size_t errlen)
+{
+    if (path == NULL)
+        return CAT_OK;
+#ifndef HAVE_SECRET_CALLBACK
+    snprintf(err, errlen, "tls.keylog_file: this wolfSSL build has no key-log callback");
+    return CAT_ERR;
+#else
+    if (tls_keylog_fd >= 0)
+        return CAT_OK;
+    /* Secrets: 0600 whatever the umask, and refuse a file others can read. */
+    int fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+    struct stat st;
+    if (fd == -1 || fstat(fd, &st) == -1) {
+        snprintf(err, errlen, "tls.keylog_file: %s: %s", path, strerror(errno));
+        if (fd >= 0)
+            close(fd);
+        return CAT_ERR;
+    }
+    if ((st.st_mode & 077) != 0 && fchmod(fd, 0600) == -1) {
+        snprintf(err, errlen, "tls.keylog_file: %s: cannot make it 0600", path);
+        close(fd);
+        return CAT_ERR;
+    }
+    tls_keylog_fd = fd;
+    log_warn(LOG_FAC_SSL, NULL, "TLS key log enabled (%s): session secrets are being written",
+             path);
+    return CAT_OK;
+#endif
+}
+
+static void
+tls_ctx_keylog(WOLFSSL_CTX *ctx)
+{
+#ifdef HAVE_SECRET_CALLBACK
+    if (tls_keylog_fd >= 0)
+        wolfSSL_CTX_set_keylog_callback(ctx, tls_keylog_cb);
+#else
+    (void)ctx;
+#endif
+}
+
+/* ---- I/O callbacks ---------------------------------------------------------- */
+
+static int
+tls_recv_cb(WOLFSSL *ssl, char *p, int sz, void *ctx)
+{
+    struct tls_io *io = ctx;
+    if (io->replay != NULL && io->replay->len > 0) {
+        size_t n = CAT_MIN((size_t)sz, io->replay->len);
+        memcpy(p, buf_data(io->replay), n);
+        buf_consume(io->replay, n);
+        return (int)n;
+    }
+    for (;;) {
+        ssize_t n = recv(io->fd, p, (size_t)sz, 0);
+        if (n > 0)
+            return (int)n;
+        if (n == 0) {
+            io->peer_closed = true;
+            return WOLFSSL_CBIO_ERR_CONN_CLOSE;
+        }
+        if (errno == EINTR)
+            continue;
+        if (errno == EAGAIN || errno == EWOULDBLOCK) {
+            io->want = EV_READ;
+            return WOLFSSL_CBIO_ERR_WANT_READ;
+        }
+        return errno == ECONNRESET ? WOLFSSL_CBIO_ERR_CONN_RST : WOLFSSL_CBIO_ERR_GENERAL;
+    }
+}
+
+static int
+tls_send_cb(WOLFSSL *ssl, char *p, int sz, void *ctx)
+{
+    struct tls_io *io = ctx;
+    for (;;) {
+        ssize_t n = send(io->fd, p, (size_t)sz, MSG_NOSIGNAL);
+        if (n >= 0)
+            return (int)n;
+        if (errno == EINTR)
+            continue;
+        if (errno == EAGAIN || errno == EWOULDBLOCK) {
+            io->want = EV_WRITE;
+            return WOLFSSL_CBIO_ERR_WANT_WRITE;
+        }
+        return errno == ECONNRESET || errno == EPIPE ? WOLFSSL_CBIO_ERR_CONN_RST
+                                                     : WOLFSSL_CBIO_ERR_GENERAL;
+    }
+}
+
+WOLFSSL *
+tls_session_new(WOLFSSL_CTX *ctx, struct tls_io *io)
+{
+    WOLFSSL *ssl = wolfSSL_new(ctx);
+    if (ssl == NULL)
+        return NULL;
+    wolfSSL_SSLSetIORecv(ssl, tls_recv_cb);
+    wolfSSL_SSLSetIOSend(ssl, tls_send_cb);
+    wolfSSL_SetIOReadCtx(ssl, io);
+    wolfSSL_SetIOWriteCtx(ssl, io);
+    return ssl;
+}
+
+/* Maps a failed wolfSSL call to our results, noting what it waits for. */
+static ssize_t
+tls_result(WOLFSSL *ssl, struct tls_io *io, int ret)
+{
+    int e = wolfSSL_get_error(ssl, ret);
+    switch (e) {
+    case WOLFSSL_ERROR_WANT_READ:
+        io->want = EV_READ;
+        return CAT_AGAIN;
+    case WOLFSSL_ERROR_WANT_WRITE:
+        io->want = EV_WRITE;
+        return CAT_AGAIN;
+    case WOLFSSL_ERROR_ZERO_RETURN:
+        return 0; /* close_notify */
+    default:
+        /* The transport ended without close_notify: an EOF to the relay,
+         * which decides whether the message was complete. */
+        if (io->peer_closed)
+            return 0;
+        return CAT_ERR;
+    }
+}
+
+ssize_t
+tls_read(WOLFSSL *ssl, struct tls_io *io, struct buf *b)
+{
+    size_t room = buf_room(b);
+    if (room == 0)
+        return CAT_AGAIN;
+    io->want = 0;
+    int n = wolfSSL_read(ssl, b->base + b->head + b->len, (int)CAT_MIN(room, (size_t)1 << 30));
+    if (n > 0) {
+        b->len += (size_t)n;
+        return n;
+    }
+    return tls_result(ssl, io, n);
+}
+
+ssize_t
+tls_write(WOLFSSL *ssl, struct tls_io *io, const uint8_t *p, size_t n)
+{
+    io->want = 0;
+    int w = wolfSSL_write(ssl, p, (int)CAT_MIN(n, (size_t)1 << 30));
+    if (w > 0)
+        return w;
+    ssize_t r = tls_result(ssl, io, w);
+    return r == 0 ? CAT_ERR : r; /* a write cannot meet an EOF */
+}
+
+void
+tls_describe_error(WOLFSSL *ssl, int ret, char *buf, size_t cap)
+{
+    int e = wolfSSL_get_error(ssl, ret);
+    char es[WOLFSSL_MAX_ERROR_SZ];
+    wolfSSL_ERR_error_string_n((unsigned long)e, es, sizeof(es));
+    WOLFSSL_ALERT_HISTORY h;
+    memset(&h, 0, sizeof(h));
+    wolfSSL_get_alert_history(ssl, &h);
+    const char *rx = h.last_rx.code > 0 ? wolfSSL_alert_desc_string_long(h.last_rx.code) : NULL;
+    const char *tx = h.last_tx.code > 0 ? wolfSSL_alert_desc_string_long(h.last_tx.code) : NULL;
+    snprintf(buf, cap, "error %d (%s)%s%s%s%s", e, es, rx ? ", alert received: " : "",
+             rx ? rx : "", tx ? ", alert sent: " : "", tx ? tx : "");
+}
+
+bool
+tls_peer_rejected_cert(WOLFSSL *ssl)
+{
+    WOLFSSL_ALERT_HISTORY h;
+    memset(&h, 0, sizeof(h));
+    if (wolfSSL_get_alert_history(ssl, &h) != WOLFSSL_SUCCESS)
+        return false;
+    switch (h.last_rx.code) {
+    case unknown_ca:
+    case bad_certificate:
+    case certificate_unknown:
+    case unsupported_certificate:
+    case access_denied:
+        return true;
+    default:
+        return false;
+    }
+}
+
+/* ---- contexts ----------------------------------------------------------------- */
+
+static int
+tls_ctx_common(WOLFSSL_CTX *ctx)
+{
+    if (wolfSSL_CTX_SetMinVersion(ctx, WOLFSSL_TLSV1_2) != WOLFSSL_SUCCESS)
+        return CAT_ERR;
+    if (wolfSSL_CTX_set_cipher_list(ctx, tls_ciphers) != WOLFSSL_SUCCESS)
+        return CAT_ERR;
+    /* Partial writes: wolfSSL_write returns what it sent, like send(2). */
+    wolfSSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE);
+    tls_ctx_keylog(ctx);
+    return CAT_OK;
+}
+
+/* ALPN towards the client: HTTP/1.1 only, the protocol our relay speaks. */
+static int
+tls_alpn_select_cb(WOLFSSL *ssl, const unsigned char **out, unsigned char *outlen,
+                   const unsigned char *in, unsigned int inlen, void *arg)
+{
+    for (unsigned i = 0; i < inlen;) {
+        unsigned l = in[i];
+        if (i + 1 + l > inlen)
+            break;
+        if (l == 8 && memcmp(in + i + 1, "http/1.1", 8) == 0) {
+            *out = in + i + 1;
+            *outlen = 8;
+            return SSL_TLSEXT_ERR_OK;
+        }
+        i += 1 + l;
+    }
+    return SSL_TLSEXT_ERR_NOACK;
+}
+
+/* emu_ctx_setup_fn: every emulated leaf's server context. */
+static int
+tls_leaf_ctx_setup(void *arg, WOLFSSL_CTX *ctx)
+{
+    if (tls_ctx_common(ctx) != CAT_OK)
+        return CAT_ERR;
+    wolfSSL_CTX_set_alpn_select_cb(ctx, tls_alpn_select_cb, NULL);
+    return CAT_OK;
+}
+
+static WOLFSSL_CTX *
+tls_srv_ctx_new(const struct cfg *cfg, char *err, size_t errlen)
+{
+    WOLFSSL_CTX *ctx = wolfSSL_CTX_new(wolfSSLv23_client_method());
+    if (ctx == NULL || tls_ctx_common(ctx) != CAT_OK) {
+        snprintf(err, errlen, "cannot set up the TLS client context");
+        goto fail;
+    }
+    int groups[] = {WOLFSSL_ECC_X25519, WOLFSSL_ECC_SECP256R1, WOLFSSL_ECC_SECP384R1};
+    if (wolfSSL_CTX_set_groups(ctx, groups, (int)CAT_ARRAY_LEN(groups)) != WOLFSSL_SUCCESS) {
+        snprintf(err, errlen, "cannot set the TLS key exchange groups");
+        goto fail;
+    }
+    if (wolfSSL_CTX_set1_sigalgs_list(ctx, tls_sigalgs) != WOLFSSL_SUCCESS) {
+        snprintf(err, errlen, "cannot set the TLS signature algorithms");
+        goto fail;
+    }
+    bool any = false;
+    if (cfg->tls.use_system_cas && access(TLS_SYSTEM_CAS, R_OK) == 0) {
+        if (wolfSSL_CTX_load_verify_locations(ctx, TLS_SYSTEM_CAS, NULL) != WOLFSSL_SUCCESS)
+            log_warn(LOG_FAC_SSL, NULL, "some certificates of %s could not be loaded",
+                     TLS_SYSTEM_CAS);
+        any = true;
+    }
+    if (cfg->tls.ca_file != NULL) {
+        if (wolfSSL_CTX_load_verify_locations(ctx, cfg->tls.ca_file, NULL) != WOLFSSL_SUCCESS) {
+            snprintf(err, errlen, "tls.ca_file: %s: no usable CA certificate", cfg->tls.ca_file);
+            goto fail;
+        }
+        any = true;
+    }
+    if (!any)
+        log_warn(LOG_FAC_SSL, NULL, "no trusted CA for origins: every intercepted origin will fail");
+    wolfSSL_CTX_set_verify(ctx, WOLFSSL_VERIFY_PEER, NULL);
+    return ctx;
+fail:
+    if (ctx != NULL)
+        wolfSSL_CTX_free(ctx);
+    return NULL;
+}
+
+/* ---- keyrings: loaded once per directory, shared by snapshots ------------- */
+
+struct tls_keyring {
+    char *dir;            /* owned */
+    struct emu *emu;      /* owned */
+    struct tls_keyring *next;
+};
+
+static pthread_mutex_t tls_keyrings_mtx = PTHREAD_MUTEX_INITIALIZER;
+static struct tls_keyring *tls_keyrings;
+
+/* The keyring of a directory, loaded on first use. Kept until exit: a reload
+ * that names the same directory keeps its certificate cache warm. */
+static struct emu *
+tls_keyring_load(const struct cfg *cfg, const struct cfg_keyring *k, char *err, size_t errlen)
+{
+    pthread_mutex_lock(&tls_keyrings_mtx);
+    struct tls_keyring *r;
+    for (r = tls_keyrings; r != NULL; r = r->next)
+        if (strcmp(r->dir, k->dir) == 0)
+            break;
+    if (r == NULL) {
+        struct emu_opts o = {
+            .dir = k->dir,
+            .name = k->name,
+            .cache_entries = cfg->tls.cert_cache_entries,
+            .ctx_setup = tls_leaf_ctx_setup,
+        };
+        struct emu *e = emu_new(&o, err, errlen);
+        if (e != NULL && (r = calloc(1, sizeof(*r))) != NULL && (r->dir = strdup(k->dir)) != NULL) {
+            r->emu = e;
+            r->next = tls_keyrings;
+            tls_keyrings = r;
+            log_info(LOG_FAC_SSL, NULL, "keyring %s loaded from %s", k->name, k->dir);
+        } else {
+            if (e != NULL) {
+                emu_free(e);
+                snprintf(err, errlen, "out of memory");
+            }
+            free(r);
+            r = NULL;
+        }
+    }
+    pthread_mutex_unlock(&tls_keyrings_mtx);
+    return r != NULL ? r->emu : NULL;
+}
+
+int
+tls_global_init(char *err, size_t errlen)
+{
+    if (wolfSSL_Init() != WOLFSSL_SUCCESS) {
+        snprintf(err, errlen, "wolfSSL_Init failed");
+        return CAT_ERR;
+    }
+    return emu_init(err, errlen);
+}
+
+void
+tls_global_fini(void)
+{
+    pthread_mutex_lock(&tls_keyrings_mtx);
+    while (tls_keyrings != NULL) {
+        struct tls_keyring *r = tls_keyrings;
+        tls_keyrings = r->next;
+        emu_free(r->emu);
+        free(r->dir);
+        free(r);
+    }
+    pthread_mutex_unlock(&tls_keyrings_mtx);
+    emu_fini();
+    if (tls_keylog_fd >= 0)
+        close(tls_keylog_fd);
+    tls_keylog_fd = -1;
+    wolfSSL_Cleanup();
+}
+
+struct tls_conf *
+tls_conf_new(struct cfg *cfg, char *err, size_t errlen)
+{
+    struct tls_conf *t = calloc(1, sizeof(*t));
+    if (t == NULL) {
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    atomic_init(&t->refs, 1);
+    t->cfg = cfg_ref(cfg);
+    if (tls_keylog_open(cfg->tls.keylog_file, err, errlen) != CAT_OK)
+        goto fail;
+    t->srv_ctx = tls_srv_ctx_new(cfg, err, errlen);
+    if (t->srv_ctx == NULL)
+        goto fail;
+    /* Keyrings are needed only when something may be intercepted. */
+    if (cfg->tls.intercept != CFG_INTERCEPT_NONE && cfg->tls.n_keyrings > 0) {
+        t->keyrings = calloc(cfg->tls.n_keyrings, sizeof(*t->keyrings));
+        t->keyring_names = calloc(cfg->tls.n_keyrings, sizeof(*t->keyring_names));
+        if (t->keyrings == NULL || t->keyring_names == NULL) {
+            snprintf(err, errlen, "out of memory");
+            goto fail;
+        }
+        for (size_t i = 0; i < cfg->tls.n_keyrings; i++) {
+            char kerr[400];
+            t->keyrings[i] = tls_keyring_load(cfg, &cfg->tls.keyrings[i], kerr, sizeof(kerr));
+            if (t->keyrings[i] == NULL) {
+                snprintf(err, errlen, "keyring %s: %s", cfg->tls.keyrings[i].name, kerr);
+                goto fail;
+            }
+            t->keyring_names[i] = cfg->tls.keyrings[i].name;
+            t->n_keyrings++;
+        }
+    } else if (cfg->tls.intercept != CFG_INTERCEPT_NONE) {
+        snprintf(err, errlen, "tls.intercept needs at least one keyring in tls.keyrings");
+        goto fail;
+    }
+    return t;
+fail:
+    tls_conf_unref(t);
+    return NULL;
+}
+
+struct tls_conf *
+tls_conf_ref(struct tls_conf *t)
+{
+    atomic_fetch_add_explicit(&t->refs, 1, memory_order_relaxed);
+    return t;
+}
+
+void
+tls_conf_unref(struct tls_conf *t)
+{
+    if (t == NULL || atomic_fetch_sub_explicit(&t->refs, 1, memory_order_acq_rel) != 1)
+        return;
+    if (t->srv_ctx != NULL)
+        wolfSSL_CTX_free(t->srv_ctx);
+    free(t->keyrings);
+    free(t->keyring_names);
+    cfg_unref(t->cfg);
+    free(t);
+}
+
+struct emu *
+tls_keyring(const struct tls_conf *t, const char *name)
+{
+    if (t->n_keyrings == 0)
+        return NULL;
+    for (size_t i = 0; name != NULL && i < t->n_keyrings; i++)
+        if (strcmp(t->keyring_names[i], name) == 0)
+            return t->keyrings[i];
+    return t->keyrings[0];
+}

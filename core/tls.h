@@ -1,0 +1,79 @@
+/*
+ * TLS for interception: the origin-side client context (catena is the TLS
+ * client: hardened, verifying), the client-side server contexts (one per
+ * emulated leaf, set up here), the keyrings, and the non-blocking read and
+ * write used by the relays. Everything per config snapshot lives in a
+ * refcounted struct tls_conf built on the main thread.
+ *
+ * Sides: `srv` is the origin or next hop (we are its TLS client), `cli` is
+ * the intercepted client (we are its TLS server).
+ */
+#ifndef CATENA_CORE_TLS_H
+#define CATENA_CORE_TLS_H
+
+#include "core/attr.h"
+#include "core/cfg.h"
+#include "core/relay.h"
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include <wolfssl/options.h>
+#include <wolfssl/ssl.h>
+
+struct emu;
+
+/* What a config snapshot needs for TLS: built once, shared read-only by workers. */
+struct tls_conf {
+    atomic_int refs;
+    WOLFSSL_CTX *srv_ctx;        /* owned: origin side, catena as client */
+    struct emu **keyrings;       /* borrowed from the process-wide keyring registry */
+    char **keyring_names;        /* borrowed: cfg's names, same order */
+    size_t n_keyrings;
+    struct cfg *cfg;             /* ref: the snapshot it was built from */
+};
+
+/** Process-wide: wolfSSL and the emulation leaf key. Call once at startup. */
+int tls_global_init(char *err, size_t errlen) CAT_WUR;
+void tls_global_fini(void);
+
+/** Builds the TLS state of a config snapshot (loads keyrings, trust store). NULL + err. */
+struct tls_conf *tls_conf_new(struct cfg *cfg, char *err, size_t errlen) CAT_WUR CAT_NONNULL(1, 2);
+struct tls_conf *tls_conf_ref(struct tls_conf *t) CAT_NONNULL(1);
+void tls_conf_unref(struct tls_conf *t);
+
+/** The keyring policy names (NULL or unknown name: the default, the first). */
+struct emu *tls_keyring(const struct tls_conf *t, const char *name) CAT_NONNULL(1);
+
+/* I/O context of one TLS side: the socket plus bytes to replay first. */
+struct tls_io {
+    int fd;
+    struct buf *replay; /* raw bytes read before TLS began (a peeked ClientHello) */
+    int want;           /* EV_READ/EV_WRITE the last operation is waiting for */
+    bool peer_closed;   /* the transport ended (FIN) */
+};
+
+/** A new session on ctx doing its I/O through io (which must outlive it). NULL on OOM. */
+WOLFSSL *tls_session_new(WOLFSSL_CTX *ctx, struct tls_io *io) CAT_WUR CAT_NONNULL(1, 2);
+
+/*
+ * Reads decrypted bytes into b / writes p. Same results as relay_read and
+ * relay_write: > 0, 0 (clean close_notify or the transport's end), CAT_AGAIN
+ * (io->want says for what), CAT_ERR.
+ */
+ssize_t tls_read(WOLFSSL *ssl, struct tls_io *io, struct buf *b) CAT_NONNULL(1, 2, 3);
+ssize_t tls_write(WOLFSSL *ssl, struct tls_io *io, const uint8_t *p, size_t n) CAT_NONNULL(1, 2, 3);
+
+/**
+ * Describes the last error of ssl after a failed handshake step: the wolfSSL
+ * code and string and the alert received or sent, for the event log.
+ */
+void tls_describe_error(WOLFSSL *ssl, int ret, char *buf, size_t cap) CAT_NONNULL(1, 3);
+
+/** True if the last alert received from the peer was fatal and means "I do not trust your certificate". */
+bool tls_peer_rejected_cert(WOLFSSL *ssl) CAT_NONNULL(1);
+
+#endif
