@@ -216,14 +216,15 @@ main(int argc, char **argv)
         log_err(LOG_FAC_MAIN, NULL, "cannot start: %s", err);
         return 1;
     }
-    pthread_sigmask(SIG_SETMASK, &old, NULL);
-
+    /* Watchers first, then unblock: a signal in between would otherwise
+     * get its default action and kill the process. */
     ev_signal sigs[4];
     const int signums[4] = {SIGHUP, SIGTERM, SIGINT, SIGUSR1};
     for (int i = 0; i < 4; i++) {
         ev_signal_init(&sigs[i], main_signal_cb, signums[i]);
         ev_signal_start(loop, &sigs[i]);
     }
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
     for (size_t i = 0; i < main_cfg->n_listeners; i++)
         log_notice(LOG_FAC_MAIN, NULL, "listening on %s (%s)", main_cfg->listeners[i].text,
                    main_cfg->listeners[i].type == CFG_LSN_HTTP ? "http" : "other");

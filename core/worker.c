@@ -14,6 +14,7 @@
 
 #include "core/conn.h"
 #include "core/log.h"
+#include "core/page.h"
 #include "core/tls.h"
 #include "resolver/res.h"
 
@@ -144,17 +145,17 @@ worker_accept_resume_cb(struct ev_loop *loop, ev_timer *t, int revents)
     ev_io_start(loop, &ln->io);
 }
 
-/* Refuses a connection over the limit with a short 503, best effort, without blocking. */
+/* Refuses a connection over the limit with a 503 page, best effort, without blocking. */
 static void
 worker_refuse(int fd)
 {
-    static const char resp[] = "HTTP/1.1 503 Service Unavailable\r\n"
-                               "X-Catena-Exception: too_many_connections\r\n"
-                               "Content-Type: text/plain\r\nContent-Length: 34\r\n"
-                               "Connection: close\r\n\r\n"
-                               "catena: too many connections (503)\n";
-    ssize_t n = send(fd, resp, sizeof(resp) - 1, MSG_NOSIGNAL | MSG_DONTWAIT);
-    (void)n;
+    uint8_t mem[PAGE_MAX];
+    struct buf b = {.base = mem, .cap = sizeof(mem)};
+    if (page_render(&b, 503, "too_many_connections", NULL,
+                    "The proxy is at its connection limit; try again shortly") == CAT_OK) {
+        ssize_t n = send(fd, buf_data(&b), b.len, MSG_NOSIGNAL | MSG_DONTWAIT);
+        (void)n;
+    }
     shutdown(fd, SHUT_WR);
     close(fd);
 }
