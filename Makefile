@@ -148,9 +148,13 @@ build/fuzz/%: test/fuzz/%.c $(FUZZ_LIB)
 		-fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \
 		-o $@ $< $(FUZZ_LIB) $(LDLIBS)
 
+# Only the outer make has this rule: inside the sub-make $(LIB) is the same
+# file and its ordinary rule must apply (else the sub-make calls itself).
+ifneq ($(BUILD),build/fuzzlib)
 $(FUZZ_LIB): $(LIB_SRC) | $(WOLF_DEP)
 	$(Q)$(MAKE) --no-print-directory BUILD=build/fuzzlib CC=clang SANITIZE=address,undefined \
 		CFLAGS="-O1 -g -fsanitize=fuzzer-no-link" build/fuzzlib/libcatena.a
+endif
 
 fuzz:
 	$(Q)contrib/deps.sh build $(DEPS_WOLF) fuzz
