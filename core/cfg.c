@@ -99,7 +99,7 @@ struct cfg_key {
 
 static const char *const cfg_family_names[] = {"any", "ipv4", "ipv6", NULL};
 static const char *const cfg_intercept_names[] = {"none", "all", "list", NULL};
-static const char *const cfg_lsn_names[] = {"http", "socks5", "transparent", NULL};
+static const char *const cfg_lsn_names[] = {"http", "socks5", "transparent", "admin", NULL};
 
 static cfg_check_fn cfg_chk_node_name, cfg_chk_url;
 static cfg_elem_fn cfg_e_net, cfg_e_port, cfg_e_server, cfg_e_host, cfg_e_listener, cfg_e_keyring;
@@ -131,6 +131,9 @@ static const struct cfg_key cfg_keys[] = {
      CFG_LIST(n_connect_ports, struct cfg_port_range, cfg_e_port)},
     {CFG_ROW("access.http_ports", CFG_T_LIST, http_ports, CFG_Q((80, "1025-65535"))),
      CFG_LIST(n_http_ports, struct cfg_port_range, cfg_e_port)},
+    {CFG_ROW("access.admin_networks", CFG_T_LIST, admin_nets,
+             CFG_Q(["127.0.0.0/8", "::1/128"])),
+     CFG_LIST(n_admin_nets, struct cfg_net, cfg_e_net)},
 
     {CFG_ROW("resolver.servers", CFG_T_LIST, resolver.servers, "[]"),
      CFG_LIST(resolver.n_servers, char *, cfg_e_server)},
@@ -199,6 +202,18 @@ static const struct cfg_key cfg_keys[] = {
     {CFG_ROW("tls.use_system_cas", CFG_T_BOOL, tls.use_system_cas, "true")},
     {CFG_ROW("tls.ca_file", CFG_T_PATH, tls.ca_file, NULL), .flags = CFG_F_EMPTY_NULL},
     {CFG_ROW("tls.keylog_file", CFG_T_PATH, tls.keylog_file, NULL), .flags = CFG_F_EMPTY_NULL},
+    {CFG_ROW("tls.download_host", CFG_T_STR, tls.download_host, CFG_Q("catena.ca")), .max = 253,
+     .check = cfg_chk_node_name},
+    {CFG_ROW("pinning.enabled", CFG_T_BOOL, pinning.enabled, "true")},
+    {CFG_ROW("pinning.threshold", CFG_T_UINT, pinning.threshold, "3"),
+     CFG_RANGE(1, 1000)},
+    {CFG_ROW("pinning.window", CFG_T_DURATION, pinning.window_ms, CFG_Q("10m")),
+     CFG_RANGE(CFG_SEC, 7 * CFG_DAY)},
+    {CFG_ROW("pinning.tunnel_for", CFG_T_DURATION, pinning.tunnel_ms, CFG_Q("1h")),
+     CFG_RANGE(CFG_SEC, 30 * CFG_DAY)},
+    {CFG_ROW("pinning.always_intercept", CFG_T_LIST, pinning.always_intercept.names,
+             "[]"),
+     CFG_LIST(pinning.always_intercept.n, char *, cfg_e_host)},
 };
 /* clang-format on */
 

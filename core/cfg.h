@@ -32,6 +32,7 @@ enum cfg_listener_type {
     CFG_LSN_HTTP = 0,    /* explicit proxy: CONNECT and absolute-form HTTP */
     CFG_LSN_SOCKS5,      /* RFC 1928 (later issue) */
     CFG_LSN_TRANSPARENT, /* redirected traffic (later issue) */
+    CFG_LSN_ADMIN,       /* the admin endpoint: status, metrics, CA download */
 };
 
 struct cfg_listener {
@@ -77,6 +78,16 @@ struct cfg_keyring {
     char *dir;  /* owned */
 };
 
+/* Clients that pin their server's key refuse emulated certificates: after
+ * `threshold` refusals within `window`, the site is tunneled for `tunnel_for`. */
+struct cfg_pinning {
+    bool enabled;
+    unsigned threshold;
+    unsigned window_ms;
+    unsigned tunnel_ms;
+    struct cfg_hostlist always_intercept; /* sites never tunneled for pinning */
+};
+
 struct cfg_tls {
     enum cfg_intercept_mode intercept;
     struct cfg_hostlist intercept_hosts;
@@ -89,6 +100,7 @@ struct cfg_tls {
     char *ca_file;         /* owned or NULL: extra trusted CAs for origins (PEM) */
     bool use_system_cas;   /* trust the system CA bundle for origins */
     char *keylog_file;     /* owned or NULL: SSLKEYLOGFILE-format key log (0600) */
+    char *download_host;   /* owned: reserved name serving the CA on the proxy port */
 };
 
 struct cfg_timeouts {
@@ -133,18 +145,21 @@ struct cfg {
     size_t n_connect_ports;
     struct cfg_port_range *http_ports; /* owned: ports plain HTTP may go to (default 80, 1025-65535) */
     size_t n_http_ports;
+    struct cfg_net *admin_nets;     /* owned: clients allowed on admin listeners (default loopback) */
+    size_t n_admin_nets;
 
     struct cfg_resolver resolver;
     struct cfg_timeouts timeouts;
     struct cfg_limits limits;
     struct cfg_log log;
     struct cfg_tls tls;
+    struct cfg_pinning pinning;
 };
 
 /**
  * Reads and validates FILE. On failure returns NULL and writes one message
- * "file:line:column: key: reason" (or "file:line: reason" for a syntax error)
- * to err. The result has refs == 1.
+ * "file:line:column: key: reason" (syntax errors: "file:line:column: syntax
+ * error: reason") to err. The result has refs == 1.
  */
 struct cfg *cfg_load(const char *path, char *err, size_t errlen) CAT_WUR CAT_NONNULL(1, 2);
 

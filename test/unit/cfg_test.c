@@ -539,7 +539,7 @@ test_errors_exact(void **state)
          "(0.0.0.0:3128)"},
         {"listeners = ( { type = \"http\"; } );", "t.conf:1:15: listeners[0]: address is missing"},
         {"listeners = ( { type = \"ftp\"; address = \"127.0.0.1:21\"; } );",
-         "t.conf:1:17: listeners[0].type: must be \"http\", \"socks5\" or \"transparent\""},
+         "t.conf:1:17: listeners[0].type: must be \"http\", \"socks5\", \"transparent\" or \"admin\""},
         {"listeners = ( { type = \"http\"; address = \"127.0.0.1:3128\"; port = 1; } );",
          "t.conf:1:60: listeners[0].port: unknown key"},
         {"listeners = ( { type = \"http\"; address = \"localhost:3128\"; } );",
