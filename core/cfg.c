@@ -1299,6 +1299,7 @@ cfg_free(struct cfg *c)
     free(c->client_nets);
     free(c->connect_ports);
     free(c->http_ports);
+    free(c->admin_nets);
     for (size_t i = 0; i < c->resolver.n_servers; i++)
         free(c->resolver.servers[i]);
     free(c->resolver.servers);
@@ -1306,7 +1307,8 @@ cfg_free(struct cfg *c)
     free(c->log.event_file);
     free(c->log.access_file);
     free(c->log.access_fields);
-    struct cfg_hostlist *hl[] = {&c->tls.intercept_hosts, &c->tls.never_intercept};
+    struct cfg_hostlist *hl[] = {&c->tls.intercept_hosts, &c->tls.never_intercept,
+                                 &c->pinning.always_intercept};
     for (size_t j = 0; j < CAT_ARRAY_LEN(hl); j++) {
         for (size_t i = 0; i < hl[j]->n; i++)
             free(hl[j]->names[i]);
@@ -1321,6 +1323,7 @@ cfg_free(struct cfg *c)
     free(c->tls.splash_url);
     free(c->tls.ca_file);
     free(c->tls.keylog_file);
+    free(c->tls.download_host);
     free(c);
 }
 
