@@ -15,6 +15,7 @@
  */
 #include "core/conn.h"
 
+#include "core/admin.h"
 #include "core/intercept.h"
 #include "core/msg.h"
 #include "core/page.h"
@@ -238,8 +239,8 @@ conn_side_init(struct conn *c, struct conn_side *s, int fd)
 }
 
 void
-conn_accept(struct worker *w, int fd, const struct sockaddr *peer, socklen_t peerlen,
-            struct cfg *cfg, struct tls_conf *tls)
+conn_accept(struct worker *w, int fd, enum cfg_listener_type type, const struct sockaddr *peer,
+            socklen_t peerlen, struct cfg *cfg, struct tls_conf *tls)
 {
     struct conn *c = calloc(1, sizeof(*c));
     if (c == NULL) {
@@ -249,6 +250,7 @@ conn_accept(struct worker *w, int fd, const struct sockaddr *peer, socklen_t pee
     }
     c->id = atomic_fetch_add_explicit(&conn_next_id, 1, memory_order_relaxed);
     c->w = w;
+    c->lsn_type = type;
     c->cfg = cfg_ref(cfg);
     c->tls = tls_conf_ref(tls);
     memcpy(&c->cli_addr, peer, CAT_MIN((size_t)peerlen, sizeof(c->cli_addr)));
@@ -511,6 +513,42 @@ conn_target_intercepted(struct conn *c, const struct http_head *h, struct http_u
 }
 
 /*
+ * A request for catena itself: the admin listener, or the CA download name
+ * on the proxy port. Answered here, then the connection closes.
+ * Exits: RESPOND.
+ */
+static int
+conn_local_request(struct conn *c, const struct http_head *h, const struct http_url *u)
+{
+    struct conn_txn *t = &c->txn;
+    bool admin = c->lsn_type == CFG_LSN_ADMIN;
+    const struct cfg_net *nets = admin ? c->cfg->admin_nets : c->cfg->client_nets;
+    size_t n_nets = admin ? c->cfg->n_admin_nets : c->cfg->n_client_nets;
+    snprintf(t->scheme, sizeof(t->scheme), "http");
+    snprintf(t->host, sizeof(t->host), "%s", admin ? "admin" : c->cfg->tls.download_host);
+    t->path = conn_strndup(u->path);
+    buf_consume(&c->cli.in, h->head_len);
+    c->cli.bytes_in += (int64_t)h->head_len;
+    if (!cfg_net_match(nets, n_nets, (const struct sockaddr *)&c->cli_addr)) {
+        t->action = "TCP_DENIED";
+        log_notice(LOG_FAC_MAIN, c, LOG_EVT_DENIED " %s from a client not allowed",
+                   admin ? "admin request" : "CA download");
+        return conn_respond_error(c, 403, "policy_denied",
+                                  "Your address is not allowed to use this service");
+    }
+    if (h->method != HTTP_M_GET && h->method != HTTP_M_HEAD)
+        return conn_respond_error(c, 405, "method_not_allowed", "Only GET and HEAD are served here");
+    char path[512];
+    snprintf(path, sizeof(path), "%.*s", (int)CAT_MIN(u->path.len, sizeof(path) - 1), u->path.p);
+    if (admin_respond(c, path, admin) != CAT_OK)
+        return CAT_ERR;
+    c->flags |= CONN_F_CLOSE_AFTER;
+    c->after_respond = CONN_ST_LINGER;
+    conn_set_state(c, CONN_ST_RESPOND);
+    return CAT_OK;
+}
+
+/*
  * A complete request head is in cli.in: record it, split the target, build
  * the head to send on, and consume it. Exits: POLICY, or RESPOND (error).
  */
@@ -535,6 +573,10 @@ conn_request_head(struct conn *c, struct http_head *h)
     }
     if ((c->flags & CONN_F_INTERCEPTED) && conn_target_intercepted(c, h, &u) != CAT_OK)
         return CAT_OK; /* answered with an error page */
+    if (c->lsn_type == CFG_LSN_ADMIN ||
+        (h->method != HTTP_M_CONNECT && !(c->flags & CONN_F_INTERCEPTED) &&
+         u.host.len > 0 && http_str_eq(u.host, c->cfg->tls.download_host)))
+        return conn_local_request(c, h, &u);
     if (u.host.len == 0 || u.host.len >= sizeof(t->host)) {
         /* Origin-form sent to an explicit proxy: not a proxy request. */
         t->path = conn_strndup(h->target);
@@ -859,7 +901,8 @@ conn_st_connect(struct conn *c, unsigned ev)
         c->txn.status = 200;
         c->txn.action = "TCP_TUNNELED";
         /* Look at the first bytes only when something may be intercepted. */
-        c->after_respond = c->tls->n_keyrings > 0 ? CONN_ST_PEEK_HELLO : CONN_ST_TUNNEL;
+        c->after_respond =
+            c->cfg->tls.intercept != CFG_INTERCEPT_NONE ? CONN_ST_PEEK_HELLO : CONN_ST_TUNNEL;
         conn_set_state(c, CONN_ST_RESPOND);
         return CAT_OK;
     }

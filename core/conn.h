@@ -142,6 +142,7 @@ struct conn {
     enum conn_err err;
     unsigned flags;                /* CONN_F_* */
     struct worker *w;              /* borrowed: the worker owning this connection */
+    enum cfg_listener_type lsn_type; /* the kind of listener it came in on */
     struct cfg *cfg;               /* ref: the config it started with */
     struct conn *next_free;        /* deferred-free list link */
     struct conn *prev, *next;      /* the worker's list of live connections */
@@ -205,8 +206,9 @@ conn_side_write(struct conn_side *s, const uint8_t *p, size_t n)
 }
 
 /** Takes over an accepted fd (non-blocking) and starts the state machine. */
-void conn_accept(struct worker *w, int fd, const struct sockaddr *peer, socklen_t peerlen,
-                 struct cfg *cfg, struct tls_conf *tls) CAT_NONNULL(1, 3, 5);
+void conn_accept(struct worker *w, int fd, enum cfg_listener_type type,
+                 const struct sockaddr *peer, socklen_t peerlen, struct cfg *cfg,
+                 struct tls_conf *tls) CAT_NONNULL(1, 4, 6, 7);
 
 /**
  * Ends the connection: idempotent, keeps the first error, stops every

@@ -19,6 +19,7 @@
 #include "core/conn.h"
 #include "core/detect.h"
 #include "core/msg.h"
+#include "core/pin.h"
 #include "core/policy.h"
 #include "core/worker.h"
 #include "emulation/emu.h"
@@ -135,6 +136,12 @@ intercept_st_peek_hello(struct conn *c, unsigned ev)
     if (!http_alpn) {
         log_info(LOG_FAC_SSL, c, "%s: ALPN offers no HTTP/1.x (first: %s): tunneled",
                  c->tls_host, h.alpn[0]);
+        conn_set_state(c, CONN_ST_TUNNEL);
+        return CAT_OK;
+    }
+    if (pin_is_tunneled(&cfg->pinning, c->tls_host)) {
+        log_debug(LOG_FAC_SSL, c, "%s: tunneled: its clients pin their server's key",
+                  c->tls_host);
         conn_set_state(c, CONN_ST_TUNNEL);
         return CAT_OK;
     }
@@ -319,8 +326,16 @@ intercept_st_cli_tls(struct conn *c, unsigned ev)
         tls_describe_error(s->ssl, ret, d, sizeof(d));
         /* Blame decides the level: a client refusing our leaf is expected
          * (pinning, no trust in our root); it is not our fault. */
+        bool refused = tls_peer_rejected_cert(s->ssl);
         log_info(LOG_FAC_SSL, c, LOG_EVT_CLI_TLS " %s: %s%s", c->tls_host, d,
-                 tls_peer_rejected_cert(s->ssl) ? " (the client refused our certificate)" : "");
+                 refused ? " (the client refused our certificate)" : "");
+        /* Only a refusal by alert counts: a mere network error must not
+         * mark a site as pinned. */
+        if (refused && pin_record_refusal(&c->cfg->pinning, c->tls_host))
+            log_notice(LOG_FAC_SSL, c,
+                       "pinned: clients of %s refuse emulated certificates; tunneling it for "
+                       "%u s",
+                       c->tls_host, c->cfg->pinning.tunnel_ms / 1000);
         c->err = CONN_ERR_CLI_TLS;
         return CAT_ERR;
     }

@@ -3,10 +3,12 @@
  * thread's signal loop (SIGHUP reload, SIGTERM/SIGINT drain, SIGUSR1 reopen
  * logs). Workers run the proxy; this thread only manages them.
  */
+#include "core/admin.h"
 #include "core/cfg.h"
 #include "core/conn.h"
 #include "core/log.h"
 #include "core/tls.h"
+#include "core/version.h"
 #include "core/worker.h"
 
 #include <errno.h>
@@ -21,7 +23,6 @@
 
 #include <ev.h>
 
-#define CATENA_VERSION "0.1.0"
 #define CATENA_DEFAULT_CONF "/etc/catena/catena.conf"
 
 static struct cfg *main_cfg; /* ref: the running config */
@@ -194,6 +195,7 @@ main(int argc, char **argv)
         return 1;
     }
     log_set_ctx_fn(conn_log_ctx);
+    admin_init();
     main_raise_fd_limit();
     if (daemonize && main_daemonize(main_cfg->pid_file) != CAT_OK) {
         log_err(LOG_FAC_MAIN, NULL, "cannot daemonize: %s", strerror(errno));

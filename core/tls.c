@@ -428,27 +428,33 @@ tls_conf_new(struct cfg *cfg, char *err, size_t errlen)
     t->srv_ctx = tls_srv_ctx_new(cfg, err, errlen);
     if (t->srv_ctx == NULL)
         goto fail;
-    /* Keyrings are needed only when something may be intercepted. */
-    if (cfg->tls.intercept != CFG_INTERCEPT_NONE && cfg->tls.n_keyrings > 0) {
-        t->keyrings = calloc(cfg->tls.n_keyrings, sizeof(*t->keyrings));
-        t->keyring_names = calloc(cfg->tls.n_keyrings, sizeof(*t->keyring_names));
-        if (t->keyrings == NULL || t->keyring_names == NULL) {
-            snprintf(err, errlen, "out of memory");
+    /* Keyrings must load when something may be intercepted; otherwise they
+     * are loaded if present, for the CA download pages only. */
+    bool needed = cfg->tls.intercept != CFG_INTERCEPT_NONE;
+    t->keyrings = calloc(cfg->tls.n_keyrings + 1, sizeof(*t->keyrings));
+    t->keyring_names = calloc(cfg->tls.n_keyrings + 1, sizeof(*t->keyring_names));
+    if (t->keyrings == NULL || t->keyring_names == NULL) {
+        snprintf(err, errlen, "out of memory");
+        goto fail;
+    }
+    for (size_t i = 0; i < cfg->tls.n_keyrings; i++) {
+        const struct cfg_keyring *k = &cfg->tls.keyrings[i];
+        if (!needed && access(k->dir, F_OK) != 0)
+            continue;
+        char kerr[400];
+        struct emu *e = tls_keyring_load(cfg, k, kerr, sizeof(kerr));
+        if (e == NULL && needed) {
+            snprintf(err, errlen, "keyring %s: %s (make one with: catenactl ca init --dir %s)",
+                     k->name, kerr, k->dir);
             goto fail;
         }
-        for (size_t i = 0; i < cfg->tls.n_keyrings; i++) {
-            char kerr[400];
-            t->keyrings[i] = tls_keyring_load(cfg, &cfg->tls.keyrings[i], kerr, sizeof(kerr));
-            if (t->keyrings[i] == NULL) {
-                snprintf(err, errlen, "keyring %s: %s", cfg->tls.keyrings[i].name, kerr);
-                goto fail;
-            }
-            t->keyring_names[i] = cfg->tls.keyrings[i].name;
-            t->n_keyrings++;
+        if (e == NULL) {
+            log_warn(LOG_FAC_SSL, NULL, "keyring %s: %s", k->name, kerr);
+            continue;
         }
-    } else if (cfg->tls.intercept != CFG_INTERCEPT_NONE) {
-        snprintf(err, errlen, "tls.intercept needs at least one keyring in tls.keyrings");
-        goto fail;
+        t->keyrings[t->n_keyrings] = e;
+        t->keyring_names[t->n_keyrings] = k->name;
+        t->n_keyrings++;
     }
     return t;
 fail:
