@@ -123,10 +123,13 @@ log = {{ event_file = "{self.dir}/event.log"; event_level = "notice"; }};
 
     def curl_speed(self, extra):
         out = subprocess.run(
-            ["curl", "-sS", "-o", "/dev/null", "-w", "%{speed_download}", "--max-time", "120"]
-            + extra + [f"http://127.0.0.1:{self.http_port}/big"],
+            ["curl", "-sS", "-f", "-o", "/dev/null", "-w", "%{speed_download} %{size_download}",
+             "--max-time", "120"] + extra + [f"http://127.0.0.1:{self.http_port}/big"],
             check=True, capture_output=True, text=True).stdout
-        return float(out) / 1e6
+        speed, size = out.split()
+        if int(size) != 1 << 30:
+            raise RuntimeError(f"download incomplete: {size} bytes")
+        return float(speed) / 1e6
 
     def tunnel_throughput(self):
         direct, tunneled = [], []
@@ -195,6 +198,7 @@ def main():
     ap.add_argument("--runs", type=int, default=3)
     args = ap.parse_args()
     work = tempfile.mkdtemp(prefix="catena-bench-")
+    os.chmod(work, 0o755)  # nginx workers run as another user and read files here
     b = Bench(os.path.abspath(args.build), work, args.runs)
     try:
         b.origin()
