@@ -440,7 +440,10 @@ conn_respond_error(struct conn *c, int status, const char *exception_id, const c
     c->flags |= CONN_F_CLOSE_AFTER;
     buf_free(&c->cli.out);
     if (buf_reserve(&c->cli.out, PAGE_MAX) != CAT_OK ||
-        page_render(&c->cli.out, status, exception_id, c->txn.host, detail) != CAT_OK) {
+        page_render(&c->cli.out, status, exception_id,
+                    &(struct page_vars){.host = c->txn.host, .reason = detail,
+                                        .client = c->cli_ip},
+                    NULL) != CAT_OK) {
         c->err = CONN_ERR_NOMEM;
         return CAT_ERR;
     }

@@ -151,8 +151,8 @@ worker_refuse(int fd)
 {
     uint8_t mem[PAGE_MAX];
     struct buf b = {.base = mem, .cap = sizeof(mem)};
-    if (page_render(&b, 503, "too_many_connections", NULL,
-                    "The proxy is at its connection limit; try again shortly") == CAT_OK) {
+    struct page_vars v = {.reason = "The proxy is at its connection limit; try again shortly"};
+    if (page_render(&b, 503, "too_many_connections", &v, NULL) == CAT_OK) {
         ssize_t n = send(fd, buf_data(&b), b.len, MSG_NOSIGNAL | MSG_DONTWAIT);
         (void)n;
     }
