@@ -285,9 +285,7 @@ emu_leaf_get(struct emu *e, const uint8_t *origin_der, size_t origin_len,
     pthread_cond_broadcast(&c->cv);
     pthread_mutex_unlock(&c->mu);
     cache_free_dead(dead);
-    if (!l)
-        log_err(LOG_FAC_SSL, NULL, "keyring %s: cannot emulate a certificate: %s", e->name, berr);
-    return l;
+    return l; /* on failure the caller logs, with its connection's context */
 }
 
 void

@@ -325,7 +325,8 @@ emu_leaf_make(struct emu *e, const uint8_t *der, size_t len, const struct emu_pa
         goto out;
     }
     emu_cert_dates(c, nb, na);
-    memcpy(c->altNames, names.san.p, names.san.len);
+    if (names.san.len > 0)
+        memcpy(c->altNames, names.san.p, names.san.len);
     c->altNamesSz = (int)names.san.len;
 
     ed.issuer = e->kr.cert.subject;
