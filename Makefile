@@ -59,7 +59,9 @@ override LDFLAGS += -fsanitize=$(SANITIZE)
 endif
 
 # --- sources -----------------------------------------------------------------
-LIB_SRC  := $(filter-out core/main.c,$(wildcard core/*.c chain/*.c emulation/*.c resolver/*.c))
+# EXCLUDE: sources left out (patterns), e.g. a module mid-edit in a local build.
+EXCLUDE  ?=
+LIB_SRC  := $(filter-out core/main.c $(EXCLUDE),$(wildcard core/*.c chain/*.c emulation/*.c resolver/*.c))
 LIB_OBJ  := $(LIB_SRC:%.c=$(BUILD)/obj/%.o)
 LIB      := $(BUILD)/libcatena.a
 MAIN_OBJ := $(BUILD)/obj/core/main.o

@@ -180,6 +180,7 @@ static const struct cfg_key cfg_keys[] = {
     {CFG_ROW("log.event_level", CFG_T_LEVEL, log.event_level, CFG_Q("info"))},
     {CFG_ROW("log.ssl_level", CFG_T_LEVEL, log.ssl_level, CFG_Q("info"))},
     {CFG_ROW("log.access_file", CFG_T_PATH, log.access_file, NULL), .flags = CFG_F_EMPTY_NULL},
+    {CFG_ROW("log.ssl_file", CFG_T_PATH, log.ssl_file, NULL), .flags = CFG_F_EMPTY_NULL},
     {CFG_ROW("log.access_fields", CFG_T_STR, log.access_fields,
              "\"" LOG_ACCESS_DEFAULT_FIELDS "\"")},
 
@@ -1307,6 +1308,7 @@ cfg_free(struct cfg *c)
     free(c->log.event_file);
     free(c->log.access_file);
     free(c->log.access_fields);
+    free(c->log.ssl_file);
     struct cfg_hostlist *hl[] = {&c->tls.intercept_hosts, &c->tls.never_intercept,
                                  &c->pinning.always_intercept};
     for (size_t j = 0; j < CAT_ARRAY_LEN(hl); j++) {

@@ -127,6 +127,7 @@ struct cfg_log {
     int ssl_level;        /* syslog level for the ssl facility */
     char *access_file;    /* owned; NULL = no access log */
     char *access_fields;  /* owned: W3C field list, space separated */
+    char *ssl_file;       /* owned; NULL = no SSL access log */
 };
 
 struct cfg {

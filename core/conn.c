@@ -103,6 +103,7 @@ conn_log_ctx(const void *cv, char *buf, size_t cap)
 /* ---- the engine ----------------------------------------------------------- */
 
 typedef int conn_state_fn(struct conn *c, unsigned ev);
+static void conn_log_tls(struct conn *c);
 
 static conn_state_fn conn_st_accepted, conn_st_request, conn_st_policy, conn_st_resolve,
     conn_st_connect, conn_st_respond, conn_st_tunnel, conn_st_exchange, conn_st_linger;
@@ -313,6 +314,7 @@ conn_close(struct conn *c, enum conn_err err)
     res_cancel(c->dns);
     c->dns = NULL;
     conn_log_txn(c);
+    conn_log_tls(c);
     /* Normal ends at debug; anything unusual at info so operators see it. */
     int level = (c->err == CONN_ERR_CLI_EOF || c->err == CONN_ERR_NONE) ? LOG_DEBUG : LOG_INFO;
     log_at(LOG_FAC_MAIN, level, c, "closed: %s", conn_err_str(c->err));
@@ -330,6 +332,7 @@ conn_free(struct conn *c)
     if (c->leaf != NULL)
         emu_leaf_unref(c->leaf);
     free(c->origin_der);
+    free(c->tlog);
     if (c->cli.fd >= 0)
         close(c->cli.fd);
     if (c->srv.fd >= 0)
@@ -369,9 +372,62 @@ conn_resolver_changed(struct conn *c)
 
 /* ---- transactions and the access log --------------------------------------- */
 
+int
+conn_tlslog_start(struct conn *c)
+{
+    if (c->tlog != NULL)
+        return CAT_OK;
+    c->tlog = calloc(1, sizeof(*c->tlog));
+    if (c->tlog == NULL)
+        return CAT_ERR;
+    clock_gettime(CLOCK_REALTIME, &c->tlog->start);
+    c->tlog->action = "TUNNELED";
+    return CAT_OK;
+}
+
+/* The SSL access log line of a TLS connection, once, when it ends. */
+static void
+conn_log_tls(struct conn *c)
+{
+    struct conn_tlslog *g = c->tlog;
+    if (g == NULL)
+        return;
+    struct log_tls t = {
+        .start = g->start,
+        .c_ip = c->cli_ip,
+        .action = g->action,
+        .sni = c->tls_host,
+        .s_ip = c->srv_ip[0] ? c->srv_ip : NULL,
+        .s_port = (int)c->tls_port,
+        .cert_hostname = g->cert_hostname,
+        .cert_issuer = g->cert_issuer,
+        .cert_errors = g->cert_errors,
+        .cert_status = g->cert_status,
+        .cs_version = g->cs_version,
+        .cs_cipher = g->cs_cipher,
+        .rs_version = g->rs_version,
+        .rs_cipher = g->rs_cipher,
+        .sc_bytes = g->sc_bytes + c->cli.bytes_out,
+        .cs_bytes = g->cs_bytes + c->cli.bytes_in,
+        .detail = g->detail,
+    };
+    if (c->tunnel != NULL) {
+        t.sc_bytes += c->tunnel->moved[RELAY_S2C];
+        t.cs_bytes += c->tunnel->moved[RELAY_C2S];
+    }
+    clock_gettime(CLOCK_REALTIME, &t.end);
+    log_tls(&t);
+    free(c->tlog);
+    c->tlog = NULL;
+}
+
 void
 conn_txn_reset(struct conn *c)
 {
+    if (c->tlog != NULL && (c->flags & CONN_F_INTERCEPTED)) {
+        c->tlog->sc_bytes += c->cli.bytes_out;
+        c->tlog->cs_bytes += c->cli.bytes_in;
+    }
     free(c->txn.path);
     free(c->txn.query);
     free(c->txn.user_agent);

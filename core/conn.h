@@ -120,6 +120,21 @@ struct conn_txn {
     bool expect_continue;
 };
 
+/* What the SSL access log says about a TLS connection (allocated when a
+ * ClientHello is seen). Strings from wolfSSL are static; the rest owned here. */
+struct conn_tlslog {
+    struct timespec start;
+    const char *action;       /* TUNNELED, INTERCEPTED, EXCEPTION, DENIED */
+    char cert_hostname[256];
+    char cert_issuer[256];
+    char cert_errors[160];    /* every error observed */
+    const char *cert_status;  /* after policy: CERT_VALID, or the first error not ignored */
+    const char *cs_version, *cs_cipher; /* static strings from wolfSSL */
+    const char *rs_version, *rs_cipher;
+    int64_t sc_bytes, cs_bytes; /* inside intercepted TLS, over all requests */
+    char detail[160];
+};
+
 /* One HTTP message's body in flight from a source side to a destination side. */
 struct conn_body {
     enum http_framing framing;
@@ -189,6 +204,7 @@ struct conn {
     uint8_t *origin_der;           /* owned: the origin's certificate until emulated */
     size_t origin_der_len;
     struct emu_leaf *leaf;         /* ref: the emulated certificate while cli.ssl lives */
+    struct conn_tlslog *tlog;      /* owned: for the SSL access log, or NULL if not TLS */
 };
 
 /** Reads from a side (TLS or plain) into b: > 0, 0 at EOF, CAT_AGAIN, CAT_ERR. */
@@ -256,6 +272,9 @@ int conn_respond_error(struct conn *c, int status, const char *exception_id, con
 
 /** Closes the origin side (TLS session included), keeping the client. */
 void conn_srv_close(struct conn *c) CAT_NONNULL(1);
+
+/** Starts the SSL-log record of this connection (idempotent). CAT_ERR on OOM. */
+int conn_tlslog_start(struct conn *c) CAT_NONNULL(1);
 
 /** Writes the access-log line of the current transaction (once). */
 void conn_log_txn(struct conn *c) CAT_NONNULL(1);

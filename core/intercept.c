@@ -124,11 +124,21 @@ intercept_st_peek_hello(struct conn *c, unsigned ev)
         c->txn.status = 403;
         c->txn.exception = "host_mismatch";
         c->err = CONN_ERR_DENIED;
+        snprintf(c->tls_host, sizeof(c->tls_host), "%s", h.sni);
+        c->tls_port = c->txn.port;
+        if (conn_tlslog_start(c) == CAT_OK) {
+            c->tlog->action = "DENIED";
+            snprintf(c->tlog->detail, sizeof(c->tlog->detail), "SNI differs from CONNECT host");
+        }
         return CAT_ERR;
     }
     const char *name = h.has_sni && !h.sni_invalid ? h.sni : c->txn.host;
     snprintf(c->tls_host, sizeof(c->tls_host), "%s", name);
     c->tls_port = c->txn.port;
+    if (conn_tlslog_start(c) != CAT_OK) {
+        c->err = CONN_ERR_NOMEM;
+        return CAT_ERR;
+    }
 
     /* Applications that are not HTTP/1 (by ALPN) go through untouched. */
     bool http_alpn = h.n_alpn == 0 || detect_offers_alpn(&h, "http/1.1") ||
@@ -243,6 +253,15 @@ intercept_st_srv_tls(struct conn *c, unsigned ev)
     WOLFSSL_X509 *x = wolfSSL_get_peer_certificate(s->ssl);
     char why[200] = "no certificate";
     int rc = x != NULL ? intercept_check_origin(c, x, why, sizeof(why)) : CAT_ERR;
+    if (x != NULL && c->tlog != NULL) {
+        wolfSSL_X509_NAME_get_text_by_NID(wolfSSL_X509_get_subject_name(x), NID_commonName,
+                                          c->tlog->cert_hostname,
+                                          (int)sizeof(c->tlog->cert_hostname));
+        wolfSSL_X509_NAME_oneline(wolfSSL_X509_get_issuer_name(x), c->tlog->cert_issuer,
+                                  (int)sizeof(c->tlog->cert_issuer));
+        c->tlog->rs_version = wolfSSL_get_version(s->ssl);
+        c->tlog->rs_cipher = wolfSSL_get_cipher(s->ssl);
+    }
     wolfSSL_X509_free(x);
     if (rc != CAT_OK) {
         log_warn(LOG_FAC_SSL, c, LOG_EVT_SRV_TLS " %s: %s", c->tls_host, why);
@@ -344,6 +363,13 @@ intercept_st_cli_tls(struct conn *c, unsigned ev)
     c->flags |= CONN_F_INTERCEPTED;
     log_debug(LOG_FAC_SSL, c, "client TLS up: %s %s", wolfSSL_get_version(s->ssl),
               wolfSSL_get_cipher(s->ssl));
+    if (c->tlog != NULL) {
+        c->tlog->action = "INTERCEPTED";
+        c->tlog->cs_version = wolfSSL_get_version(s->ssl);
+        c->tlog->cs_cipher = wolfSSL_get_cipher(s->ssl);
+        if (c->tlog->cert_status == NULL)
+            c->tlog->cert_status = "CERT_VALID";
+    }
     /* The CONNECT's own line: the requests inside follow as https. */
     c->txn.action = "TCP_INTERCEPTED";
     conn_log_txn(c);

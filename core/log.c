@@ -24,6 +24,8 @@ static char *log_event_path;  /* owned; NULL = stderr */
 static int log_access_fd = -1;
 static char *log_access_path; /* owned; NULL = none */
 static log_ctx_fn *log_ctx;
+static int log_tls_fd = -1;
+static char *log_tls_path;   /* owned; NULL = none */
 
 /* W3C extended log fields we know how to write. */
 enum log_field {
@@ -265,6 +267,45 @@ log_open_access(const char *path, const char *fields, char *err, size_t errlen)
     return CAT_OK;
 }
 
+static const char log_tls_fields[] =
+    "#Fields: date time time-taken c-ip s-action x-cs-sni s-supplier-ip s-supplier-port "
+    "x-rs-certificate-hostname x-rs-certificate-issuer x-rs-certificate-observed-errors "
+    "x-rs-certificate-validate-status x-cs-tls-version x-cs-cipher x-rs-tls-version "
+    "x-rs-cipher sc-bytes cs-bytes cs-username x-detail\n";
+
+static void
+log_tls_header(void)
+{
+    struct stat st;
+    if (log_tls_fd < 0 || fstat(log_tls_fd, &st) == -1 || st.st_size > 0)
+        return;
+    char buf[sizeof(log_tls_fields) + 64];
+    int n = snprintf(buf, sizeof(buf), "#Software: catena\n#Version: 1.0\n%s", log_tls_fields);
+    log_write_all(log_tls_fd, buf, (size_t)CAT_MIN((size_t)n, sizeof(buf) - 1));
+}
+
+int
+log_open_tls(const char *path)
+{
+    if (path == NULL) {
+        if (log_tls_fd >= 0)
+            close(log_tls_fd);
+        log_tls_fd = -1;
+        free(log_tls_path);
+        log_tls_path = NULL;
+        return CAT_OK;
+    }
+    char *copy = strdup(path);
+    if (copy == NULL || log_swap_fd(&log_tls_fd, path) != CAT_OK) {
+        free(copy);
+        return CAT_ERR;
+    }
+    free(log_tls_path);
+    log_tls_path = copy;
+    log_tls_header();
+    return CAT_OK;
+}
+
 int
 log_reopen(void)
 {
@@ -277,12 +318,23 @@ log_reopen(void)
         else
             log_access_header();
     }
+    if (log_tls_path != NULL) {
+        if (log_swap_fd(&log_tls_fd, log_tls_path) != CAT_OK)
+            rc = CAT_ERR;
+        else
+            log_tls_header();
+    }
     return rc;
 }
 
 void
 log_close(void)
 {
+    if (log_tls_fd >= 0)
+        close(log_tls_fd);
+    log_tls_fd = -1;
+    free(log_tls_path);
+    log_tls_path = NULL;
     if (log_access_fd >= 0)
         close(log_access_fd);
     log_access_fd = -1;
@@ -420,4 +472,58 @@ log_access(const struct log_txn *t)
     off = CAT_MIN(off, cap);
     line[off++] = '\n';
     log_write_all(log_access_fd, line, off);
+}
+
+void
+log_tls(const struct log_tls *t)
+{
+    if (log_tls_fd < 0)
+        return;
+    char line[4096];
+    const size_t cap = sizeof(line) - 1;
+    size_t off = 0;
+    struct tm tm;
+    char tmp[64];
+    gmtime_r(&t->end.tv_sec, &tm);
+    strftime(tmp, sizeof(tmp), "%Y-%m-%d", &tm);
+    off = log_put_str(line, off, cap, tmp);
+    line[off++] = ' ';
+    strftime(tmp, sizeof(tmp), "%H:%M:%S", &tm);
+    off = log_put_str(line, off, cap, tmp);
+    long long ms = (long long)(t->end.tv_sec - t->start.tv_sec) * 1000 +
+                   (t->end.tv_nsec - t->start.tv_nsec) / 1000000;
+    const char *strs[] = {t->c_ip,          t->action,      t->sni,        t->s_ip};
+    const char *strs2[] = {t->cert_hostname, t->cert_issuer, t->cert_errors, t->cert_status,
+                           t->cs_version,    t->cs_cipher,   t->rs_version,  t->rs_cipher};
+    line[off++] = ' ';
+    off = log_put_num(line, off, cap, ms < 0 ? 0 : ms);
+    for (size_t i = 0; i < CAT_ARRAY_LEN(strs); i++) {
+        line[off++] = ' ';
+        off = log_put_str(line, off, cap, strs[i]);
+    }
+    line[off++] = ' ';
+    off = log_put_num(line, off, cap, t->s_port > 0 ? t->s_port : -1);
+    for (size_t i = 0; i < CAT_ARRAY_LEN(strs2) && off < cap - 1; i++) {
+        line[off++] = ' ';
+        off = log_put_str(line, off, cap, strs2[i]);
+    }
+    if (off < cap - 1) {
+        line[off++] = ' ';
+        off = log_put_num(line, off, cap, t->sc_bytes);
+    }
+    if (off < cap - 1) {
+        line[off++] = ' ';
+        off = log_put_num(line, off, cap, t->cs_bytes);
+    }
+    if (off < cap - 1) {
+        line[off++] = ' ';
+        off = log_put_str(line, off, cap, t->username);
+    }
+    if (off < cap - 1) {
+        line[off++] = ' ';
+        off = log_put_str(line, off, cap, t->detail);
+    }
+    off = CAT_MIN(off, cap);
+    line[off++] = '\n';
+    log_write_all(log_tls_fd, line, off);
 }

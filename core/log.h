@@ -113,6 +113,33 @@ struct log_txn {
 /** Writes one access-log line (no-op when no access log is configured). */
 void log_access(const struct log_txn *t);
 
+/*
+ * One SSL-log record: a TLS connection, tunneled or intercepted. No URL
+ * paths or headers (privacy): names, certificate facts and parameters.
+ */
+struct log_tls {
+    struct timespec start, end;
+    const char *c_ip;
+    const char *action;       /* TUNNELED, INTERCEPTED, EXCEPTION, DENIED */
+    const char *sni;          /* x-cs-sni (or the CONNECT host) */
+    const char *s_ip;         /* the server's address */
+    int s_port;
+    const char *cert_hostname; /* x-rs-certificate-hostname: CN or first DNS SAN */
+    const char *cert_issuer;   /* x-rs-certificate-issuer */
+    const char *cert_errors;   /* x-rs-certificate-observed-errors: every error seen */
+    const char *cert_status;   /* x-rs-certificate-validate-status: after policy */
+    const char *cs_version, *cs_cipher; /* client side (catena as TLS server) */
+    const char *rs_version, *rs_cipher; /* server side (catena as TLS client) */
+    int64_t sc_bytes, cs_bytes;
+    const char *username;
+    const char *detail;
+};
+
+/** Opens the SSL access log (path NULL: none). */
+int log_open_tls(const char *path) CAT_WUR;
+/** Writes one SSL-log line (no-op without an SSL log). */
+void log_tls(const struct log_tls *t) CAT_NONNULL(1);
+
 /** The default field list, for the sample config and tests. */
 #define LOG_ACCESS_DEFAULT_FIELDS \
     "date time time-taken c-ip cs-username s-action sc-status cs-method cs-uri-scheme " \

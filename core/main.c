@@ -46,6 +46,10 @@ main_open_logs(const struct cfg *cfg, char *err, size_t errlen)
         return CAT_ERR;
     }
     log_set_level(LOG_FAC_SSL, cfg->log.ssl_level);
+    if (log_open_tls(cfg->log.ssl_file) != CAT_OK) {
+        snprintf(err, errlen, "%s: %s", cfg->log.ssl_file, strerror(errno));
+        return CAT_ERR;
+    }
     return log_open_access(cfg->log.access_file, cfg->log.access_fields, err, errlen);
 }
 
