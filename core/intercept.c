@@ -326,12 +326,13 @@ intercept_st_cli_tls(struct conn *c, unsigned ev)
         return CAT_ERR;
     }
     if (s->ssl == NULL) {
-        s->tio = (struct tls_io){.fd = s->fd, .replay = &s->replay};
+        s->tio = (struct tls_io){.fd = s->fd, .replay = &s->replay, .watch_alerts = true};
         s->ssl = tls_session_new(emu_leaf_ctx(c->leaf), &s->tio);
         if (s->ssl == NULL) {
             c->err = CONN_ERR_NOMEM;
             return CAT_ERR;
         }
+        tls_keylog_prepare(s->ssl);
         conn_timer_once(c, c->cfg->timeouts.tls_handshake_ms);
     }
     int ret = wolfSSL_accept(s->ssl);
@@ -345,7 +346,7 @@ intercept_st_cli_tls(struct conn *c, unsigned ev)
         tls_describe_error(s->ssl, ret, d, sizeof(d));
         /* Blame decides the level: a client refusing our leaf is expected
          * (pinning, no trust in our root); it is not our fault. */
-        bool refused = tls_peer_rejected_cert(s->ssl);
+        bool refused = tls_peer_rejected_cert(s->ssl, &s->tio);
         log_info(LOG_FAC_SSL, c, LOG_EVT_CLI_TLS " %s: %s%s", c->tls_host, d,
                  refused ? " (the client refused our certificate)" : "");
         /* Only a refusal by alert counts: a mere network error must not
@@ -374,6 +375,8 @@ intercept_st_cli_tls(struct conn *c, unsigned ev)
     c->txn.action = "TCP_INTERCEPTED";
     conn_log_txn(c);
     conn_txn_reset(c);
+    c->n_requests = 0; /* the requests inside TLS count from here */
+    tls_keylog_tls12(s->ssl);
     conn_timer_once(c, c->cfg->timeouts.head_ms);
     conn_set_state(c, CONN_ST_REQUEST);
     return CAT_OK;

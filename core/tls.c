@@ -96,6 +96,42 @@ tls_keylog_open(const char *path, char *err, size_t errlen)
 #endif
 }
 
+void
+tls_keylog_prepare(WOLFSSL *ssl)
+{
+    /* The handshake arrays (client random, master secret) are freed after
+     * the handshake unless kept; only the key log needs them. */
+    if (tls_keylog_fd >= 0)
+        wolfSSL_KeepArrays(ssl);
+}
+
+void
+tls_keylog_tls12(WOLFSSL *ssl)
+{
+#ifdef HAVE_SECRET_CALLBACK
+    if (tls_keylog_fd < 0)
+        return;
+    unsigned char *ms, *sr, *cr;
+    unsigned int msl, srl, crl;
+    if (wolfSSL_version(ssl) == TLS1_2_VERSION &&
+        wolfSSL_get_keys(ssl, &ms, &msl, &sr, &srl, &cr, &crl) == WOLFSSL_SUCCESS && msl == 48 &&
+        crl == 32) {
+        char line[13 + 1 + 64 + 1 + 96 + 1];
+        size_t o = (size_t)snprintf(line, sizeof(line), "CLIENT_RANDOM ");
+        for (size_t i = 0; i < crl; i++)
+            o += (size_t)snprintf(line + o, sizeof(line) - o, "%02x", cr[i]);
+        line[o++] = ' ';
+        for (size_t i = 0; i < msl; i++)
+            o += (size_t)snprintf(line + o, sizeof(line) - o, "%02x", ms[i]);
+        tls_keylog_cb(ssl, line);
+        memset(line, 0, sizeof(line));
+    }
+    wolfSSL_FreeArrays(ssl);
+#else
+    (void)ssl;
+#endif
+}
+
 static void
 tls_ctx_keylog(WOLFSSL_CTX *ctx)
 {
@@ -109,6 +145,28 @@ tls_ctx_keylog(WOLFSSL_CTX *ctx)
 
 /* ---- I/O callbacks ---------------------------------------------------------- */
 
+/* Spots a plaintext alert record (type 21, length 2) in what the peer sent;
+ * wolfSSL may read its 5-byte header and its body in separate calls. */
+static void
+tls_note_plain_alert(struct tls_io *io, const unsigned char *p, size_t n)
+{
+    if (io->alert_body_next) {
+        io->alert_body_next = false;
+        if (n >= 2)
+            io->plain_alert = p[1];
+        return;
+    }
+    if (n >= 5 && p[0] == 21 && p[1] == 3 && p[3] == 0 && p[4] == 2) {
+        unsigned char body[2];
+        if (n >= 7)
+            io->plain_alert = p[6];
+        else if (n == 5 && recv(io->fd, body, 2, MSG_PEEK | MSG_DONTWAIT) == 2)
+            io->plain_alert = body[1]; /* wolfSSL gives up on the header alone */
+        else if (n == 5)
+            io->alert_body_next = true;
+    }
+}
+
 static int
 tls_recv_cb(WOLFSSL *ssl, char *p, int sz, void *ctx)
 {
@@ -121,6 +179,11 @@ tls_recv_cb(WOLFSSL *ssl, char *p, int sz, void *ctx)
     }
     for (;;) {
         ssize_t n = recv(io->fd, p, (size_t)sz, 0);
+        /* A TLS 1.3 client that refuses our certificate before it has
+         * handshake keys sends its alert as a plaintext record, which wolfSSL
+         * then reports as a parse error: note the alert ourselves. */
+        if (n > 0 && io->watch_alerts)
+            tls_note_plain_alert(io, (const unsigned char *)p, (size_t)n);
         if (n > 0)
             return (int)n;
         if (n == 0) {
@@ -234,13 +297,14 @@ tls_describe_error(WOLFSSL *ssl, int ret, char *buf, size_t cap)
 }
 
 bool
-tls_peer_rejected_cert(WOLFSSL *ssl)
+tls_peer_rejected_cert(WOLFSSL *ssl, const struct tls_io *io)
 {
     WOLFSSL_ALERT_HISTORY h;
     memset(&h, 0, sizeof(h));
-    if (wolfSSL_get_alert_history(ssl, &h) != WOLFSSL_SUCCESS)
-        return false;
-    switch (h.last_rx.code) {
+    int code = io->plain_alert;
+    if (code == 0 && wolfSSL_get_alert_history(ssl, &h) == WOLFSSL_SUCCESS)
+        code = h.last_rx.code;
+    switch (code) {
     case unknown_ca:
     case bad_certificate:
     case certificate_unknown:

@@ -54,6 +54,9 @@ struct tls_io {
     struct buf *replay; /* raw bytes read before TLS began (a peeked ClientHello) */
     int want;           /* EV_READ/EV_WRITE the last operation is waiting for */
     bool peer_closed;   /* the transport ended (FIN) */
+    bool watch_alerts;  /* note a plaintext alert record from the peer (see tls_recv_cb) */
+    int plain_alert;    /* its description code, or 0 */
+    bool alert_body_next; /* the last read was such an alert's header */
 };
 
 /** A new session on ctx doing its I/O through io (which must outlive it). NULL on OOM. */
@@ -73,7 +76,13 @@ ssize_t tls_write(WOLFSSL *ssl, struct tls_io *io, const uint8_t *p, size_t n) C
  */
 void tls_describe_error(WOLFSSL *ssl, int ret, char *buf, size_t cap) CAT_NONNULL(1, 3);
 
-/** True if the last alert received from the peer was fatal and means "I do not trust your certificate". */
-bool tls_peer_rejected_cert(WOLFSSL *ssl) CAT_NONNULL(1);
+/** True if the peer's last alert means "I do not trust your certificate". */
+bool tls_peer_rejected_cert(WOLFSSL *ssl, const struct tls_io *io) CAT_NONNULL(1, 2);
+
+/** With a key log, keeps the handshake secrets of a server-side session for tls_keylog_tls12. */
+void tls_keylog_prepare(WOLFSSL *ssl) CAT_NONNULL(1);
+/** With a key log, writes the TLS 1.2 CLIENT_RANDOM line of a server-side session
+ * (wolfSSL logs only client-side TLS 1.2 sessions itself). */
+void tls_keylog_tls12(WOLFSSL *ssl) CAT_NONNULL(1);
 
 #endif

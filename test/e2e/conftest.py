@@ -9,10 +9,15 @@ Session-scoped (started once, on first use, stopped at the end):
   echo         the Python echo origin (lib/echo_server.py)
   dns          dnsmasq answering the test names (lib/dnsmasq.py)
   origins      all of the above in one object, with URL helpers
+  keyring      catena's issuer keyrings made with catenactl (lib/intercept.py: root +
+               intermediate; clients trust keyring.root_cert)
+  echo_tls     the echo origin over TLS (leaf "echo.test" from the test PKI), .port
 Per test:
   make_catena  factory of catena nodes (lib/catena.py); every node is stopped and checked
                (sanitizers, unexpected err+ event-log lines) when the test ends
   catena       one node with the default test config
+  make_intercepting  make_catena with a tls section that intercepts everything with
+               `keyring` (tls={...} changes keys of it; admin=True adds an admin listener)
   test_dir     a directory of the test's own, inside the session dir
 
 Environment: CATENA_BUILD (the build directory; default <repo>/build), CATENA_E2E_KEEP=1,
@@ -32,7 +37,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from lib import catena as catena_mod  # noqa: E402
-from lib import dnsmasq, origins as origins_mod, pki as pki_mod, util  # noqa: E402
+from lib import dnsmasq, intercept, origins as origins_mod, pki as pki_mod, util  # noqa: E402
 
 DEFAULT_TEST_TIMEOUT = 300
 _kept_dir = []
@@ -198,6 +203,22 @@ def origins(pki, files, nginx, echo, dns):
     return Origins(pki, files, nginx, echo, dns)
 
 
+@pytest.fixture(scope="session")
+def keyring(session_dir):
+    return intercept.make_keyring(session_dir / "keyring")
+
+
+@pytest.fixture(scope="session")
+def echo_tls(session_dir, origins):
+    # Issued after nginx started (through `origins`), so nginx does not serve this leaf too.
+    leaf = origins.pki.issue("echo.test")
+    e = origins_mod.start_echo(session_dir / "echo-tls", name="echo-tls",
+                               args=["--cert", leaf.chain, "--key", leaf.key])
+    e.leaf = leaf
+    yield e
+    e.stop()
+
+
 # --- per-test fixtures ---------------------------------------------------------------
 
 def _safe(name):
@@ -256,3 +277,17 @@ def make_catena(request, test_dir, origins):
 @pytest.fixture
 def catena(make_catena):
     return make_catena()
+
+
+@pytest.fixture
+def make_intercepting(make_catena, keyring, origins):
+    """make_intercepting(tls=None, admin=False, **overrides) -> lib.catena.Catena that
+    intercepts every CONNECT (tls.intercept "all") with the session keyring, trusting origins
+    through the test PKI root only. tls: keys of the tls section to change (None removes).
+    admin: also an admin listener (node.admin_port)."""
+    def make(tls=None, admin=False, **overrides):
+        section = intercept.tls_section(keyring, origins.pki, **(tls or {}))
+        if admin:
+            overrides.setdefault("listeners", intercept.listeners_with_admin())
+        return make_catena(tls=section, **overrides)
+    return make

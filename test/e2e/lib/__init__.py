@@ -10,4 +10,6 @@ Modules:
   catena       catena nodes: config writer, start/stop/reload, event and access logs
   logs         event-log and W3C access-log parsing
   http         raw-socket HTTP/1.1 and CONNECT helpers, and a curl wrapper
+  intercept    TLS interception: keyrings (catenactl), tls config, s_client, TLS origins,
+               certificate inspection, the admin endpoint
 """

@@ -5,7 +5,7 @@ A test gets nodes from the `make_catena` fixture (conftest.py):
     node = make_catena(connect_ports=[...], timeouts={"head": "1s"})
     node.port, node.pid, node.conf_path, node.event_log(), node.access_log_lines(),
     node.access_records(), node.wait_access(s_action="TCP_TUNNELED"), node.reload(),
-    node.stop(), node.expect_error(r"regex")
+    node.stop(), node.expect_error(r"regex"), node.admin_port (an admin listener, if any)
 
 The config (Config) is a dict rendered to libconfig text with exactly the keys of
 etc/catena.conf. Defaults for tests: one http listener on a free 127.0.0.1 port, access
@@ -144,6 +144,7 @@ class Catena:
         self.stopped_status = None  # exit status when the test stopped it itself
         self.start_failed = False
         self.problems = []          # found at teardown
+        self._auto_listeners = None  # indexes of further listeners given port 0 by the test
 
     @property
     def pid(self):
@@ -192,18 +193,51 @@ class Catena:
         lsn["address"] = "127.0.0.1:%d" % port
         self.cfg["listeners"] = (lsn,) + tuple(self.cfg["listeners"][1:])
 
+    def _pick_extra_ports(self):
+        """Gives every further listener written with port 0 ("127.0.0.1:0") a reserved port
+        (fresh on each try); returns the reservations, released just before the start."""
+        out = []
+        lsns = list(self.cfg["listeners"])
+        for i in self._auto_listeners:
+            r = util.PortReservation()
+            lsn = dict(lsns[i])
+            lsn["address"] = "127.0.0.1:%d" % r.port
+            lsns[i] = lsn
+            out.append(r)
+        self.cfg["listeners"] = tuple(lsns)
+        return out
+
+    def listener_port(self, type_):
+        """The port of the first listener of that type (e.g. "admin"), or None."""
+        for lsn in self.cfg["listeners"]:
+            if lsn.get("type") == type_:
+                return int(str(lsn["address"]).rsplit(":", 1)[1])
+        return None
+
+    @property
+    def admin_port(self):
+        return self.listener_port("admin")
+
     def start(self, timeout=10.0, tries=3):
         """Starts catena in the foreground and waits until its listener accepts connections.
 
         The listening port is reserved until just before the start; if catena could not bind
-        it because someone took it meanwhile, a new port is picked (up to `tries`).
+        it because someone took it meanwhile, a new port is picked (up to `tries`). Further
+        listeners written as "127.0.0.1:0" (e.g. an admin listener) get reserved ports the
+        same way; node.listener_port("admin") / node.admin_port tell which.
         """
         last = ""
+        if self._auto_listeners is None:
+            self._auto_listeners = [i for i, l in enumerate(self.cfg["listeners"])
+                                    if i > 0 and str(l.get("address", "")).endswith(":0")]
         for _ in range(tries):
             res = util.PortReservation()
             self.set_listen_port(res.port)
+            extra = self._pick_extra_ports()
             self.write_config()
             res.release()
+            for r in extra:
+                r.release()
             if self._launch(timeout):
                 return self
             last = self._startup_output()

@@ -1,8 +1,9 @@
 #!/usr/bin/python3
 """The echo origin: a small, real HTTP/1.1 server for what nginx cannot do.
 
-Run as a subprocess: `python3 echo_server.py [--host 127.0.0.1] [--port 0]`; it binds, then
-prints "PORT <n>" on stdout and serves until killed. One thread per connection; keep-alive
+Run as a subprocess: `python3 echo_server.py [--host 127.0.0.1] [--port 0] [--cert CHAIN.pem
+--key KEY.pem]`; it binds, then prints "PORT <n>" on stdout and serves until killed. With
+--cert/--key every connection is TLS (Python's ssl, TLS 1.2 and 1.3) with the same routes. One thread per connection; keep-alive
 (HTTP/1.1 default, HTTP/1.0 with Connection: keep-alive); request bodies with Content-Length
 or chunked; "Expect: 100-continue" is answered with 100 Continue.
 
@@ -27,6 +28,7 @@ import json
 import os
 import socket
 import socketserver
+import ssl
 import sys
 import threading
 import time
@@ -37,6 +39,7 @@ IDLE_TIMEOUT = 120
 
 _conn_ids = itertools.count(1)
 _conn_lock = threading.Lock()
+_tls_ctx = None  # an ssl.SSLContext when serving TLS
 
 
 class BadRequest(Exception):
@@ -142,6 +145,12 @@ class Handler(socketserver.BaseRequestHandler):
         sock = self.request
         sock.settimeout(IDLE_TIMEOUT)
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        if _tls_ctx is not None:
+            try:
+                sock = _tls_ctx.wrap_socket(sock, server_side=True)
+            except (OSError, ValueError):
+                return
+            self.request = sock  # send() writes through TLS too
         rfile = sock.makefile("rb", buffering=1 << 16)
         try:
             for seq in itertools.count(1):
@@ -159,6 +168,8 @@ class Handler(socketserver.BaseRequestHandler):
         finally:
             try:
                 rfile.close()
+                if _tls_ctx is not None:
+                    sock.close()  # the wrapped socket owns the descriptor now
             except OSError:
                 pass
 
@@ -258,7 +269,14 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--host", default="127.0.0.1")
     ap.add_argument("--port", type=int, default=0)
+    ap.add_argument("--cert", help="PEM chain (leaf first): serve TLS")
+    ap.add_argument("--key", help="PEM key of --cert")
     a = ap.parse_args()
+    if a.cert:
+        global _tls_ctx
+        _tls_ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        _tls_ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+        _tls_ctx.load_cert_chain(a.cert, a.key)
     srv = Server((a.host, a.port), Handler)
     sys.stdout.write("PORT %d\n" % srv.server_address[1])
     sys.stdout.flush()

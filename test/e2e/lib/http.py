@@ -328,9 +328,10 @@ class CurlResult:
 
 
 def curl(url, *args, proxy_port=None, cacert=None, max_time=60, output=None, verbose=False,
-         extra_urls=()):
+         extra_urls=(), env=None):
     """Runs curl -sS against url through catena (-x http://127.0.0.1:PORT) and returns a
-    CurlResult. output: a path for -o (the body is then not kept in memory)."""
+    CurlResult. output: a path for -o (the body is then not kept in memory). env: extra
+    environment variables (e.g. SSLKEYLOGFILE)."""
     fd, hdr = tempfile.mkstemp(prefix="catena-e2e-curl-", suffix=".hdr")
     os.close(fd)
     argv = ["curl", "-sS", "--max-time", str(max_time), "-D", hdr]
@@ -348,7 +349,8 @@ def curl(url, *args, proxy_port=None, cacert=None, max_time=60, output=None, ver
     try:
         try:
             p = subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, timeout=max_time + 15)
+                               stderr=subprocess.PIPE, timeout=max_time + 15,
+                               env=dict(os.environ, **env) if env else None)
         except subprocess.TimeoutExpired:
             raise AssertionError("curl did not end within %ds: %s" % (max_time + 15,
                                                                       " ".join(argv)))

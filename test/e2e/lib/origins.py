@@ -11,7 +11,8 @@ nginx (Nginx): one master, worker_processes 1, listening on 127.0.0.1 only:
   crl_port                the CRL distribution point (http://crl.test:PORT/intermediate.crl)
   every server also answers GET /hello with "hello from <server_name> <port>".
 
-Echo (Echo): see echo_server.py for its routes; .port.
+Echo (Echo): see echo_server.py for its routes; .port. start_echo(args=["--cert", ...]) runs
+the same origin over TLS.
 """
 import hashlib
 import os
@@ -177,15 +178,16 @@ class Echo:
         return self.proc.stop(timeout=5)
 
 
-def start_echo(d, name="echo"):
-    """Starts echo_server.py; it binds port 0 itself and reports it (no bind race)."""
+def start_echo(d, name="echo", args=()):
+    """Starts echo_server.py; it binds port 0 itself and reports it (no bind race).
+    args: extra arguments, e.g. ["--cert", chain, "--key", key] for the TLS echo origin."""
     d = Path(d)
     d.mkdir(parents=True, exist_ok=True)
     rd, wr = os.pipe()
     out = os.fdopen(wr, "wb")
     try:
-        proc = util.Proc(name, [sys.executable, Path(__file__).with_name("echo_server.py")], d,
-                         stdout=out)
+        proc = util.Proc(name, [sys.executable, Path(__file__).with_name("echo_server.py")] +
+                         [str(a) for a in args], d, stdout=out)
     finally:
         out.close()
     buf = b""
