@@ -34,6 +34,7 @@
 /* Enum fields are written through an int pointer by the table walker. */
 _Static_assert(sizeof(enum cfg_family) == sizeof(int), "enum size");
 _Static_assert(sizeof(enum cfg_intercept_mode) == sizeof(int), "enum size");
+_Static_assert(sizeof(enum cfg_tls_version) == sizeof(int), "enum size");
 
 /* One load in progress. */
 struct cfg_ctx {
@@ -99,6 +100,7 @@ struct cfg_key {
 
 static const char *const cfg_family_names[] = {"any", "ipv4", "ipv6", NULL};
 static const char *const cfg_intercept_names[] = {"none", "all", "list", NULL};
+static const char *const cfg_tls_version_names[] = {"1.2", "1.3", NULL};
 static const char *const cfg_lsn_names[] = {"http", "socks5", "transparent", "admin", NULL};
 
 static cfg_check_fn cfg_chk_node_name, cfg_chk_url;
@@ -201,6 +203,15 @@ static const struct cfg_key cfg_keys[] = {
     {CFG_ROW("tls.cert_cache_entries", CFG_T_UINT, tls.cert_cache_entries, "10000"),
      CFG_RANGE(1, 1000000)},
     {CFG_ROW("tls.use_system_cas", CFG_T_BOOL, tls.use_system_cas, "true")},
+    {CFG_ROW("tls.client_min_version", CFG_T_ENUM, tls.client_min_version, CFG_Q("1.2")),
+     .names = cfg_tls_version_names},
+    {CFG_ROW("tls.server_min_version", CFG_T_ENUM, tls.server_min_version, CFG_Q("1.2")),
+     .names = cfg_tls_version_names},
+    {CFG_ROW("tls.client_ciphers", CFG_T_STR, tls.client_ciphers, "\"" CFG_TLS_CIPHERS_DEFAULT "\""),
+     .max = 2048},
+    {CFG_ROW("tls.server_ciphers", CFG_T_STR, tls.server_ciphers, "\"" CFG_TLS_CIPHERS_DEFAULT "\""),
+     .max = 2048},
+    {CFG_ROW("tls.mirror_version", CFG_T_BOOL, tls.mirror_version, "false")},
     {CFG_ROW("tls.ca_file", CFG_T_PATH, tls.ca_file, NULL), .flags = CFG_F_EMPTY_NULL},
     {CFG_ROW("tls.keylog_file", CFG_T_PATH, tls.keylog_file, NULL), .flags = CFG_F_EMPTY_NULL},
     {CFG_ROW("tls.download_host", CFG_T_STR, tls.download_host, CFG_Q("catena.ca")), .max = 253,
@@ -1326,6 +1337,8 @@ cfg_free(struct cfg *c)
     free(c->tls.ca_file);
     free(c->tls.keylog_file);
     free(c->tls.download_host);
+    free(c->tls.client_ciphers);
+    free(c->tls.server_ciphers);
     free(c);
 }
 

@@ -88,8 +88,23 @@ struct cfg_pinning {
     struct cfg_hostlist always_intercept; /* sites never tunneled for pinning */
 };
 
+enum cfg_tls_version { CFG_TLS_1_2 = 0, CFG_TLS_1_3 };
+
+/* AEAD with forward secrecy only (no CBC, static RSA, 3DES, RC4); AES-GCM
+ * first: our wolfSSL build has AES-NI. wolfSSL's names. */
+#define CFG_TLS_CIPHERS_DEFAULT \
+    "TLS13-AES128-GCM-SHA256:TLS13-AES256-GCM-SHA384:TLS13-CHACHA20-POLY1305-SHA256:" \
+    "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:" \
+    "ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:" \
+    "ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305"
+
 struct cfg_tls {
     enum cfg_intercept_mode intercept;
+    enum cfg_tls_version client_min_version; /* towards clients (catena as TLS server) */
+    enum cfg_tls_version server_min_version; /* towards origins (catena as TLS client) */
+    char *client_ciphers;  /* owned: cipher list towards clients */
+    char *server_ciphers;  /* owned: cipher list towards origins */
+    bool mirror_version;   /* never show a client a newer TLS version than the origin's */
     struct cfg_hostlist intercept_hosts;
     struct cfg_hostlist never_intercept;
     struct cfg_keyring *keyrings; /* owned array; the first is the default */

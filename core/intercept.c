@@ -333,6 +333,11 @@ intercept_st_cli_tls(struct conn *c, unsigned ev)
             return CAT_ERR;
         }
         tls_keylog_prepare(s->ssl);
+        /* Mirroring: the client never sees a newer version than the origin spoke. */
+        if (c->cfg->tls.mirror_version && c->srv.ssl != NULL &&
+            wolfSSL_version(c->srv.ssl) < TLS1_3_VERSION &&
+            wolfSSL_set_max_proto_version(s->ssl, wolfSSL_version(c->srv.ssl)) != WOLFSSL_SUCCESS)
+            log_warn(LOG_FAC_SSL, c, "cannot mirror the origin's TLS version");
         conn_timer_once(c, c->cfg->timeouts.tls_handshake_ms);
     }
     int ret = wolfSSL_accept(s->ssl);

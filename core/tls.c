@@ -30,13 +30,6 @@
 
 #define TLS_SYSTEM_CAS "/etc/ssl/certs/ca-certificates.crt"
 
-/* AEAD with forward secrecy only; AES-GCM first (AES-NI in our wolfSSL build). */
-static const char tls_ciphers[] =
-    "TLS13-AES128-GCM-SHA256:TLS13-AES256-GCM-SHA384:TLS13-CHACHA20-POLY1305-SHA256:"
-    "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:"
-    "ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:"
-    "ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305";
-
 /* No SHA-1, no DSA. */
 static const char tls_sigalgs[] = "ECDSA+SHA256:ECDSA+SHA384:ECDSA+SHA512:"
                                   "RSA-PSS+SHA256:RSA-PSS+SHA384:RSA-PSS+SHA512:"
@@ -318,12 +311,14 @@ tls_peer_rejected_cert(WOLFSSL *ssl, const struct tls_io *io)
 
 /* ---- contexts ----------------------------------------------------------------- */
 
+/* Versions and suites of one side; CAT_ERR names the bad setting. */
 static int
-tls_ctx_common(WOLFSSL_CTX *ctx)
+tls_ctx_common(WOLFSSL_CTX *ctx, enum cfg_tls_version min, const char *ciphers)
 {
-    if (wolfSSL_CTX_SetMinVersion(ctx, WOLFSSL_TLSV1_2) != WOLFSSL_SUCCESS)
+    int v = min == CFG_TLS_1_3 ? WOLFSSL_TLSV1_3 : WOLFSSL_TLSV1_2;
+    if (wolfSSL_CTX_SetMinVersion(ctx, v) != WOLFSSL_SUCCESS)
         return CAT_ERR;
-    if (wolfSSL_CTX_set_cipher_list(ctx, tls_ciphers) != WOLFSSL_SUCCESS)
+    if (wolfSSL_CTX_set_cipher_list(ctx, ciphers) != WOLFSSL_SUCCESS)
         return CAT_ERR;
     /* Partial writes: wolfSSL_write returns what it sent, like send(2). */
     wolfSSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE);
@@ -350,11 +345,14 @@ tls_alpn_select_cb(WOLFSSL *ssl, const unsigned char **out, unsigned char *outle
     return SSL_TLSEXT_ERR_NOACK;
 }
 
-/* emu_ctx_setup_fn: every emulated leaf's server context. */
+/* emu_ctx_setup_fn: every emulated leaf's server context. A keyring's
+ * leaves outlive reloads (cached), so they take the settings of the config
+ * that loaded the keyring: tls.client_* changes apply to new keyrings. */
 static int
 tls_leaf_ctx_setup(void *arg, WOLFSSL_CTX *ctx)
 {
-    if (tls_ctx_common(ctx) != CAT_OK)
+    const struct cfg_tls *t = arg;
+    if (tls_ctx_common(ctx, t->client_min_version, t->client_ciphers) != CAT_OK)
         return CAT_ERR;
     wolfSSL_CTX_set_alpn_select_cb(ctx, tls_alpn_select_cb, NULL);
     return CAT_OK;
@@ -364,8 +362,10 @@ static WOLFSSL_CTX *
 tls_srv_ctx_new(const struct cfg *cfg, char *err, size_t errlen)
 {
     WOLFSSL_CTX *ctx = wolfSSL_CTX_new(wolfSSLv23_client_method());
-    if (ctx == NULL || tls_ctx_common(ctx) != CAT_OK) {
-        snprintf(err, errlen, "cannot set up the TLS client context");
+    if (ctx == NULL ||
+        tls_ctx_common(ctx, cfg->tls.server_min_version, cfg->tls.server_ciphers) != CAT_OK) {
+        snprintf(err, errlen, "tls.server_ciphers: no usable cipher suite in \"%s\"",
+                 cfg->tls.server_ciphers);
         goto fail;
     }
     int groups[] = {WOLFSSL_ECC_X25519, WOLFSSL_ECC_SECP256R1, WOLFSSL_ECC_SECP384R1};
@@ -406,11 +406,23 @@ fail:
 struct tls_keyring {
     char *dir;            /* owned */
     struct emu *emu;      /* owned */
+    struct cfg_tls leaf;  /* client-side settings its leaves' contexts get (ciphers owned) */
     struct tls_keyring *next;
 };
 
 static pthread_mutex_t tls_keyrings_mtx = PTHREAD_MUTEX_INITIALIZER;
 static struct tls_keyring *tls_keyrings;
+
+static void
+tls_keyring_free(struct tls_keyring *r)
+{
+    if (r == NULL)
+        return;
+    emu_free(r->emu);
+    free(r->dir);
+    free(r->leaf.client_ciphers);
+    free(r);
+}
 
 /* The keyring of a directory, loaded on first use. Kept until exit: a reload
  * that names the same directory keeps its certificate cache warm. */
@@ -422,27 +434,30 @@ tls_keyring_load(const struct cfg *cfg, const struct cfg_keyring *k, char *err, 
     for (r = tls_keyrings; r != NULL; r = r->next)
         if (strcmp(r->dir, k->dir) == 0)
             break;
-    if (r == NULL) {
+    if (r == NULL && (r = calloc(1, sizeof(*r))) != NULL) {
+        r->leaf.client_min_version = cfg->tls.client_min_version;
+        r->leaf.client_ciphers = strdup(cfg->tls.client_ciphers);
+        r->dir = strdup(k->dir);
         struct emu_opts o = {
             .dir = k->dir,
             .name = k->name,
             .cache_entries = cfg->tls.cert_cache_entries,
             .ctx_setup = tls_leaf_ctx_setup,
+            .ctx_setup_arg = &r->leaf,
         };
-        struct emu *e = emu_new(&o, err, errlen);
-        if (e != NULL && (r = calloc(1, sizeof(*r))) != NULL && (r->dir = strdup(k->dir)) != NULL) {
-            r->emu = e;
+        if (r->dir != NULL && r->leaf.client_ciphers != NULL &&
+            (r->emu = emu_new(&o, err, errlen)) != NULL) {
             r->next = tls_keyrings;
             tls_keyrings = r;
             log_info(LOG_FAC_SSL, NULL, "keyring %s loaded from %s", k->name, k->dir);
         } else {
-            if (e != NULL) {
-                emu_free(e);
-                snprintf(err, errlen, "out of memory");
-            }
-            free(r);
+            if (r->dir == NULL || r->leaf.client_ciphers == NULL)
+                snprintf(err, errlen, "out of memory"); /* else emu_new said why */
+            tls_keyring_free(r);
             r = NULL;
         }
+    } else if (r == NULL) {
+        snprintf(err, errlen, "out of memory");
     }
     pthread_mutex_unlock(&tls_keyrings_mtx);
     return r != NULL ? r->emu : NULL;
@@ -465,9 +480,7 @@ tls_global_fini(void)
     while (tls_keyrings != NULL) {
         struct tls_keyring *r = tls_keyrings;
         tls_keyrings = r->next;
-        emu_free(r->emu);
-        free(r->dir);
-        free(r);
+        tls_keyring_free(r);
     }
     pthread_mutex_unlock(&tls_keyrings_mtx);
     emu_fini();
@@ -492,6 +505,16 @@ tls_conf_new(struct cfg *cfg, char *err, size_t errlen)
     t->srv_ctx = tls_srv_ctx_new(cfg, err, errlen);
     if (t->srv_ctx == NULL)
         goto fail;
+    /* Refuse a client-side setting now rather than at the first interception. */
+    WOLFSSL_CTX *probe = wolfSSL_CTX_new(wolfSSLv23_server_method());
+    int ok = probe != NULL && tls_leaf_ctx_setup(&cfg->tls, probe) == CAT_OK;
+    if (probe != NULL)
+        wolfSSL_CTX_free(probe);
+    if (!ok) {
+        snprintf(err, errlen, "tls.client_ciphers: no usable cipher suite in \"%s\"",
+                 cfg->tls.client_ciphers);
+        goto fail;
+    }
     /* Keyrings must load when something may be intercepted; otherwise they
      * are loaded if present, for the CA download pages only. */
     bool needed = cfg->tls.intercept != CFG_INTERCEPT_NONE;

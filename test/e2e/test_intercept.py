@@ -258,6 +258,41 @@ def test_origin_tls_versions(make_intercepting, origins, keyring, test_dir, vers
         srv.stop()
 
 
+@pytest.mark.parametrize("mirror", [True, False])
+def test_mirror_version(make_intercepting, origins, keyring, test_dir, mirror):
+    """With tls.mirror_version, a client never sees a newer TLS version than the origin's."""
+    leaf = origins.pki.leaf("origin.test")
+    srv = intercept.SServer(test_dir, leaf.cert, leaf.key, chain=origins.pki.inter_cert,
+                            args=["-www", "-tls1_2"])
+    try:
+        node = make_intercepting(tls={"mirror_version": mirror},
+                                 connect_ports=origins.default_connect_ports() + [srv.port])
+        s = intercept.s_client(node.port, "origin.test", srv.port,
+                               cafile=keyring.root_cert).check()
+        assert s.protocol == ("TLSv1.2" if mirror else "TLSv1.3"), s.describe()
+    finally:
+        srv.stop()
+
+
+def test_client_min_version(make_intercepting, origins, keyring):
+    """tls.client_min_version = "1.3": a TLS 1.2-only client is refused, 1.3 works."""
+    node = make_intercepting(tls={"client_min_version": "1.3"})
+    s = intercept.s_client(node.port, "origin.test", origins.tls_port(),
+                           cafile=keyring.root_cert, tls="1.2")
+    assert s.rc != 0, s.describe()
+    node.wait_event(r"TLS accept error \(client side\): origin\.test")
+    intercept.s_client(node.port, "origin.test", origins.tls_port(), cafile=keyring.root_cert,
+                       tls="1.3").check()
+
+
+def test_bad_cipher_list_refused(make_catena, keyring, origins):
+    """A cipher list with no usable suite is refused at load with the key named."""
+    section = intercept.tls_section(keyring, origins.pki, client_ciphers="NOT-A-CIPHER")
+    with pytest.raises(Exception) as e:
+        make_catena(tls=section)
+    assert "tls.client_ciphers" in str(e.value)
+
+
 # --- 3. the emulated certificate is made once per site ----------------------------------
 
 def test_second_connection_same_certificate(make_intercepting, origins, keyring):
