@@ -358,6 +358,17 @@ tls_leaf_ctx_setup(void *arg, WOLFSSL_CTX *ctx)
     return CAT_OK;
 }
 
+/* The origin asks for a client certificate: we have none to give, and such
+ * a site cannot be intercepted. Note it; answer with no certificate. */
+static int
+tls_client_cert_cb(WOLFSSL *ssl, WOLFSSL_X509 **x509, WOLFSSL_EVP_PKEY **pkey)
+{
+    struct tls_io *io = wolfSSL_GetIOReadCtx(ssl);
+    if (io != NULL)
+        io->client_cert_requested = true;
+    return 0;
+}
+
 static WOLFSSL_CTX *
 tls_srv_ctx_new(const struct cfg *cfg, char *err, size_t errlen)
 {
@@ -394,6 +405,7 @@ tls_srv_ctx_new(const struct cfg *cfg, char *err, size_t errlen)
     if (!any)
         log_warn(LOG_FAC_SSL, NULL, "no trusted CA for origins: every intercepted origin will fail");
     wolfSSL_CTX_set_verify(ctx, WOLFSSL_VERIFY_PEER, NULL);
+    wolfSSL_CTX_set_client_cert_cb(ctx, tls_client_cert_cb);
     return ctx;
 fail:
     if (ctx != NULL)

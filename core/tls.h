@@ -57,6 +57,7 @@ struct tls_io {
     bool watch_alerts;  /* note a plaintext alert record from the peer (see tls_recv_cb) */
     int plain_alert;    /* its description code, or 0 */
     bool alert_body_next; /* the last read was such an alert's header */
+    bool client_cert_requested; /* the server sent a CertificateRequest */
 };
 
 /** A new session on ctx doing its I/O through io (which must outlive it). NULL on OOM. */

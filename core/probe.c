@@ -1,0 +1,190 @@
+/*
+ * A probe is a small state machine of its own: connect, TLS handshake,
+ * collect the peer chain, close. It shares the origin-side TLS context (the
+ * same versions, suites and SNI a real interception would use), so what it
+ * sees is what catena would see. Nothing is sent after the handshake.
+ */
+#include "core/probe.h"
+
+#include "core/log.h"
+#include "core/tls.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <ev.h>
+
+enum probe_state { PROBE_CONNECTING = 0, PROBE_HANDSHAKE };
+
+struct probe {
+    struct ev_loop *loop;  /* borrowed */
+    enum probe_state state;
+    int fd;                /* owned */
+    ev_io io;
+    ev_timer timer;
+    WOLFSSL *ssl;          /* owned */
+    struct tls_io tio;
+    probe_cb *cb;
+    void *arg;
+    char sni[256];
+    char err[160];
+};
+
+static void
+probe_free(struct probe *p)
+{
+    ev_io_stop(p->loop, &p->io);
+    ev_timer_stop(p->loop, &p->timer);
+    if (p->ssl != NULL)
+        wolfSSL_free(p->ssl);
+    if (p->fd >= 0)
+        close(p->fd);
+    free(p);
+}
+
+/* Reports and frees. The callback runs once; the probe is gone after it. */
+static void
+probe_finish(struct probe *p, const char *err, int tls_error)
+{
+    struct probe_result r = {.err = err, .tls_error = tls_error};
+    WOLFSSL_X509_CHAIN *chain = NULL;
+    if (err == NULL && (chain = wolfSSL_get_peer_chain(p->ssl)) != NULL) {
+        int n = wolfSSL_get_chain_count(chain);
+        for (int i = 0; i < n && r.n < PROBE_MAX_CERTS; i++) {
+            r.ders[r.n] = wolfSSL_get_chain_cert(chain, i);
+            r.lens[r.n] = (size_t)wolfSSL_get_chain_length(chain, i);
+            if (r.ders[r.n] != NULL && r.lens[r.n] > 0)
+                r.n++;
+        }
+        if (r.n == 0)
+            r.err = "the server sent no certificate";
+    }
+    if (p->ssl != NULL && err == NULL) {
+        r.version = wolfSSL_get_version(p->ssl);
+        r.cipher = wolfSSL_get_cipher(p->ssl);
+    }
+    r.client_cert_requested = p->tio.client_cert_requested;
+    ev_io_stop(p->loop, &p->io);
+    ev_timer_stop(p->loop, &p->timer);
+    p->cb(p->arg, &r);
+    if (p->ssl != NULL && err == NULL)
+        wolfSSL_shutdown(p->ssl); /* close_notify, best effort */
+    probe_free(p);
+}
+
+static void
+probe_want(struct probe *p, int events)
+{
+    ev_io_stop(p->loop, &p->io);
+    ev_io_set(&p->io, p->fd, events);
+    ev_io_start(p->loop, &p->io);
+}
+
+static void
+probe_step(struct probe *p)
+{
+    if (p->state == PROBE_CONNECTING) {
+        int soerr = 0;
+        socklen_t sl = sizeof(soerr);
+        if (getsockopt(p->fd, SOL_SOCKET, SO_ERROR, &soerr, &sl) == -1)
+            soerr = errno;
+        if (soerr != 0) {
+            snprintf(p->err, sizeof(p->err), "connect: %s", strerror(soerr));
+            probe_finish(p, p->err, 0);
+            return;
+        }
+        p->state = PROBE_HANDSHAKE;
+    }
+    int ret = wolfSSL_connect(p->ssl);
+    if (ret == WOLFSSL_SUCCESS) {
+        probe_finish(p, NULL, 0);
+        return;
+    }
+    int e = wolfSSL_get_error(p->ssl, ret);
+    if (e == WOLFSSL_ERROR_WANT_READ || e == WOLFSSL_ERROR_WANT_WRITE) {
+        probe_want(p, e == WOLFSSL_ERROR_WANT_READ ? EV_READ : EV_WRITE);
+        return;
+    }
+    tls_describe_error(p->ssl, ret, p->err, sizeof(p->err));
+    probe_finish(p, p->err, e);
+}
+
+static void
+probe_io_cb(struct ev_loop *loop, ev_io *w, int revents)
+{
+    probe_step(w->data);
+}
+
+static void
+probe_timer_cb(struct ev_loop *loop, ev_timer *t, int revents)
+{
+    struct probe *p = t->data;
+    snprintf(p->err, sizeof(p->err), "no %s within the probe timeout",
+             p->state == PROBE_CONNECTING ? "connection" : "TLS handshake");
+    probe_finish(p, p->err, 0);
+}
+
+/* Callbacks come from the loop: a probe that cannot even start reports on
+ * the next iteration, like every other outcome. */
+static void
+probe_fail_soon_cb(struct ev_loop *loop, ev_timer *t, int revents)
+{
+    struct probe *p = t->data;
+    probe_finish(p, p->err, 0);
+}
+
+struct probe *
+probe_start(struct ev_loop *loop, WOLFSSL_CTX *ctx, const struct sockaddr *addr,
+            socklen_t addrlen, const char *sni, unsigned timeout_ms, probe_cb *cb, void *arg)
+{
+    struct probe *p = calloc(1, sizeof(*p));
+    if (p == NULL)
+        return NULL;
+    p->loop = loop;
+    p->cb = cb;
+    p->arg = arg;
+    p->fd = -1;
+    ev_io_init(&p->io, probe_io_cb, -1, 0);
+    p->io.data = p;
+    ev_timer_init(&p->timer, probe_timer_cb, timeout_ms / 1000.0, 0.);
+    p->timer.data = p;
+    if (sni != NULL)
+        snprintf(p->sni, sizeof(p->sni), "%s", sni);
+
+    p->fd = socket(addr->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (p->fd == -1) {
+        free(p);
+        return NULL;
+    }
+    p->tio = (struct tls_io){.fd = p->fd};
+    p->ssl = tls_session_new(ctx, &p->tio);
+    if (p->ssl == NULL) {
+        close(p->fd);
+        free(p);
+        return NULL;
+    }
+    if (p->sni[0] != '\0')
+        wolfSSL_UseSNI(p->ssl, WOLFSSL_SNI_HOST_NAME, p->sni, (unsigned short)strlen(p->sni));
+    char alpn[] = "http/1.1";
+    wolfSSL_UseALPN(p->ssl, alpn, sizeof(alpn) - 1, WOLFSSL_ALPN_CONTINUE_ON_MISMATCH);
+    if (connect(p->fd, addr, addrlen) == -1 && errno != EINPROGRESS) {
+        snprintf(p->err, sizeof(p->err), "connect: %s", strerror(errno));
+        ev_timer_init(&p->timer, probe_fail_soon_cb, 0., 0.);
+        p->timer.data = p;
+        ev_timer_start(loop, &p->timer);
+        return p;
+    }
+    ev_io_set(&p->io, p->fd, EV_WRITE);
+    ev_io_start(loop, &p->io);
+    ev_timer_start(loop, &p->timer);
+    return p;
+}
+
+void
+probe_cancel(struct probe *p)
+{
+    if (p != NULL)
+        probe_free(p);
+}

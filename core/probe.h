@@ -1,0 +1,50 @@
+/*
+ * Probe handshakes: to validate the certificate of a site that is tunneled
+ * (its TLS is not ours to see), catena makes its own TLS connection to the
+ * same address with the client's SNI, takes the certificate chain and
+ * closes. Asynchronous on a worker's loop, bounded in time.
+ */
+#ifndef CATENA_CORE_PROBE_H
+#define CATENA_CORE_PROBE_H
+
+#include "core/attr.h"
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/socket.h>
+
+#include <wolfssl/options.h>
+#include <wolfssl/ssl.h>
+
+struct ev_loop;
+struct probe;
+
+#define PROBE_MAX_CERTS 8
+
+/* What a probe learnt. DERs are owned by the probe and valid during the callback. */
+struct probe_result {
+    const char *err;                 /* NULL on success, else why it failed */
+    int tls_error;                   /* wolfSSL's error code on a failed handshake, or 0 */
+    const uint8_t *ders[PROBE_MAX_CERTS];
+    size_t lens[PROBE_MAX_CERTS];
+    size_t n;                        /* certificates, leaf first */
+    const char *version, *cipher;    /* static strings from wolfSSL */
+    bool client_cert_requested;      /* the server asked for a client certificate */
+};
+
+typedef void probe_cb(void *arg, const struct probe_result *r);
+
+/**
+ * Connects to addr and handshakes (SNI sni, or none if NULL) with ctx (which
+ * must not verify: the caller validates the chain). cb runs once from the
+ * loop unless probe_cancel() comes first. NULL on OOM or socket failure.
+ */
+struct probe *probe_start(struct ev_loop *loop, WOLFSSL_CTX *ctx, const struct sockaddr *addr,
+                          socklen_t addrlen, const char *sni, unsigned timeout_ms, probe_cb *cb,
+                          void *arg) CAT_WUR CAT_NONNULL(1, 2, 3, 7);
+
+/** Stops a probe: no callback after it returns. p may be NULL. */
+void probe_cancel(struct probe *p);
+
+#endif
