@@ -95,7 +95,8 @@ admin_status(struct admin_body *b, const struct conn *c)
     for (size_t i = 0; i < n; i++) {
         admin_add(b, "%s\n    {\"host\": ", i ? "," : "");
         admin_json_str(b, sites[i].host);
-        admin_add(b, ", \"until\": %lld}", (long long)sites[i].tunnel_until);
+        admin_add(b, ", \"until\": %lld, \"reason\": \"%s\"}", (long long)sites[i].tunnel_until,
+                  sites[i].client_cert ? "client_certificate" : "pinned");
     }
     admin_add(b, "%s]\n}\n", n ? "\n  " : "");
     free(sites);

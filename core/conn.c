@@ -945,6 +945,12 @@ conn_st_connect(struct conn *c, unsigned ev)
     c->srv_port = c->txn.port;
     log_debug(LOG_FAC_MAIN, c, "connected to %s", c->srv_ip);
 
+    if (c->flags & CONN_F_RETUNNEL) {
+        /* The ClientHello waits in cli.in: the tunnel sends it first. */
+        c->flags &= ~CONN_F_RETUNNEL;
+        conn_set_state(c, CONN_ST_TUNNEL);
+        return CAT_OK;
+    }
     if (c->flags & CONN_F_INTERCEPTED) {
         /* A new origin connection under an intercepted client: TLS again. */
         conn_set_state(c, CONN_ST_SRV_TLS);

@@ -84,6 +84,7 @@ const char *conn_state_name(enum conn_state s);
 #define CONN_F_IDLE 0x04u         /* between requests: may be closed at once on drain */
 #define CONN_F_LOGGED 0x08u       /* this transaction's access-log line is written */
 #define CONN_F_INTERCEPTED 0x10u  /* the client side speaks TLS with our emulated leaf */
+#define CONN_F_RETUNNEL 0x20u     /* interception abandoned: tunnel on a fresh origin connection */
 
 /* One side of the connection: the client (cli) or the origin/next hop (srv). */
 struct conn_side {

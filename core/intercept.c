@@ -149,9 +149,9 @@ intercept_st_peek_hello(struct conn *c, unsigned ev)
         conn_set_state(c, CONN_ST_TUNNEL);
         return CAT_OK;
     }
-    if (pin_is_tunneled(&cfg->pinning, c->tls_host)) {
-        log_debug(LOG_FAC_SSL, c, "%s: tunneled: its clients pin their server's key",
-                  c->tls_host);
+    const char *why;
+    if (pin_is_tunneled(&cfg->pinning, c->tls_host, &why)) {
+        log_debug(LOG_FAC_SSL, c, "%s: tunneled: %s", c->tls_host, why);
         conn_set_state(c, CONN_ST_TUNNEL);
         return CAT_OK;
     }
@@ -208,6 +208,30 @@ intercept_check_origin(struct conn *c, WOLFSSL_X509 *x, char *why, size_t whylen
 }
 
 /*
+ * The origin wants a client certificate: catena cannot present one for the
+ * client, so the site is remembered and tunneled. The client has not been
+ * answered yet (its ClientHello waits in cli.replay), so this connection is
+ * tunneled too, over a fresh origin connection. Exits: CONNECT.
+ */
+static int
+intercept_abandon_for_client_cert(struct conn *c)
+{
+    log_notice(LOG_FAC_SSL, c, "%s asks for a client certificate: tunneled from now on",
+               c->tls_host);
+    pin_note_client_cert(&c->cfg->pinning, c->tls_host);
+    if (c->tlog != NULL)
+        snprintf(c->tlog->detail, sizeof(c->tlog->detail), "client certificate requested");
+    conn_srv_close(c);
+    buf_free(&c->cli.in);
+    c->cli.in = c->cli.replay;
+    memset(&c->cli.replay, 0, sizeof(c->cli.replay));
+    c->flags |= CONN_F_RETUNNEL;
+    c->addr_next = 0;
+    conn_set_state(c, CONN_ST_CONNECT);
+    return CAT_OK;
+}
+
+/*
  * Entered with the origin connected (TCP). Handshakes as the client would.
  * Exits: EMULATE (first connection), EXCHANGE (a new origin connection for
  * an already intercepted client), closed (handshake or verification failed).
@@ -242,6 +266,8 @@ intercept_st_srv_tls(struct conn *c, unsigned ev)
             conn_side_want(c, s, e == WOLFSSL_ERROR_WANT_READ ? EV_READ : EV_WRITE);
             return CAT_AGAIN;
         }
+        if (s->tio.client_cert_requested && !(c->flags & CONN_F_INTERCEPTED))
+            return intercept_abandon_for_client_cert(c);
         char d[256];
         tls_describe_error(s->ssl, ret, d, sizeof(d));
         log_warn(LOG_FAC_SSL, c, LOG_EVT_SRV_TLS " %s: %s", c->tls_host, d);
@@ -250,6 +276,8 @@ intercept_st_srv_tls(struct conn *c, unsigned ev)
     }
     ev_timer_stop(c->w->loop, &c->timer);
     conn_side_want(c, s, 0);
+    if (s->tio.client_cert_requested && !(c->flags & CONN_F_INTERCEPTED))
+        return intercept_abandon_for_client_cert(c);
     WOLFSSL_X509 *x = wolfSSL_get_peer_certificate(s->ssl);
     char why[200] = "no certificate";
     int rc = x != NULL ? intercept_check_origin(c, x, why, sizeof(why)) : CAT_ERR;

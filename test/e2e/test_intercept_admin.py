@@ -257,3 +257,29 @@ def test_keylog_file(make_intercepting, origins, test_dir, keyring, version):
     ev = node.event_text()
     assert not any(l.split()[2].lower() in ev.lower() for l in lines), \
         "a secret is in the event log"
+
+
+# --- servers that ask for a client certificate ---------------------------------------------
+
+def test_client_certificate_site_tunneled(make_intercepting, origins, keyring, test_dir):
+    """An origin that asks for a client certificate cannot be intercepted: catena notices the
+    CertificateRequest, tunnels that very connection on a fresh origin connection, remembers
+    the site (listed in /status) and logs why."""
+    leaf = origins.pki.leaf("origin.test")
+    srv = intercept.SServer(test_dir, leaf.cert, leaf.key, chain=origins.pki.inter_cert,
+                            args=["-www", "-verify", "1"])
+    try:
+        node = make_intercepting(admin=True,
+                                 connect_ports=origins.default_connect_ports() + [srv.port])
+        for _ in range(2):
+            # Trusting only the origin's real issuer: succeeds only if tunneled.
+            r = http.curl("https://origin.test:%d/" % srv.port, proxy_port=node.port,
+                          cacert=origins.pki.root_cert).check()
+            assert r.status == 200, r
+        e = node.wait_event(r"origin\.test asks for a client certificate")
+        assert e.level == "notice", e.raw
+        sites = intercept.status(node.admin_port)["pinned_sites"]
+        assert [(p["host"], p["reason"]) for p in sites] == [("origin.test",
+                                                               "client_certificate")], sites
+    finally:
+        srv.stop()
