@@ -163,9 +163,15 @@ fuzz:
 	$(Q)$(MAKE) --no-print-directory $(FUZZ_BIN)
 	$(Q)test/fuzz/run.sh $(FUZZ_SECONDS) $(FUZZ_BIN)
 
+BENCH_SRC := $(wildcard contrib/bench/*.c)
+BENCH_BIN := $(BENCH_SRC:contrib/bench/%.c=$(BUILD)/bench/%)
+$(BUILD)/bench/%: $(BUILD)/obj/contrib/bench/%.o $(LIB)
+	@mkdir -p $(@D)
+	$(Q)$(CC) $(LDFLAGS) -o $@ $< $(LIB) $(LDLIBS)
+
 bench:
 	$(Q)contrib/deps.sh build $(DEPS_WOLF) bench
-	$(Q)$(MAKE) --no-print-directory all
+	$(Q)$(MAKE) --no-print-directory all $(BENCH_BIN)
 	$(Q)contrib/bench/run.sh $(BUILD)
 
 clean:

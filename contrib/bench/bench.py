@@ -6,6 +6,10 @@ measures, each beside the same measurement made directly:
   - tunnel throughput: a large download through a CONNECT tunnel (curl -p)
   - plain-HTTP proxying: requests/s with keep-alive (wrk, absolute-form)
   - idle tunnel memory: catena's RSS growth per open idle tunnel
+  - interception: emulated certificates per second (emubench), full TLS
+    handshakes per second with a warm certificate cache and keep-alive HTTPS
+    requests per second (hsbench), and CPU per handshake of catena beside
+    the origin's
 Every figure is the median of several runs. The machine is shared: compare
 ratios from the same run, not absolute numbers across runs.
 """
@@ -39,6 +43,17 @@ def wait_port(port, deadline=10.0):
         except OSError:
             time.sleep(0.05)
     raise RuntimeError(f"port {port} not ready")
+
+
+def cpu_seconds(pid):
+    """utime + stime of a process, in seconds."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def run(argv, **kw):
+    return subprocess.run(argv, check=True, capture_output=True, text=True, **kw).stdout
 
 
 def rss_kib(pid):
@@ -81,6 +96,8 @@ class Bench:
         with open(os.path.join(www, "1k"), "wb") as f:
             f.write(b"x" * 1024)
         self.http_port = free_port()
+        self.tls_port = free_port()
+        self.pki()
         conf = os.path.join(self.dir, "nginx.conf")
         with open(conf, "w") as f:
             f.write(f"""
@@ -101,11 +118,39 @@ http {{
         listen 127.0.0.1:{self.http_port};
         root {www};
     }}
+    server {{
+        listen 127.0.0.1:{self.tls_port} ssl;
+        ssl_certificate {self.dir}/origin.pem;
+        ssl_certificate_key {self.dir}/origin.key;
+        ssl_session_cache off;
+        ssl_session_tickets off;
+        root {www};
+    }}
 }}
 """)
         os.makedirs(os.path.join(self.dir, "tmp"), exist_ok=True)
         self.start([NGINX, "-p", self.dir, "-c", conf, "-g", "daemon off;"])
         wait_port(self.http_port)
+
+    def pki(self):
+        """An origin certificate (ECDSA P-256, IP SAN) and catena's keyring."""
+        d = self.dir
+        run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
+             "-nodes", "-keyout", f"{d}/origin-ca.key", "-out", f"{d}/origin-ca.pem", "-days", "2",
+             "-subj", "/CN=bench origin CA"])
+        run(["openssl", "req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+             "-keyout", f"{d}/origin.key", "-out", f"{d}/origin.csr", "-subj", "/CN=127.0.0.1"])
+        with open(f"{d}/ext.cnf", "w") as f:
+            f.write("subjectAltName=IP:127.0.0.1,DNS:bench.test\n")
+        run(["openssl", "x509", "-req", "-in", f"{d}/origin.csr", "-CA", f"{d}/origin-ca.pem",
+             "-CAkey", f"{d}/origin-ca.key", "-CAcreateserial", "-out", f"{d}/origin.pem",
+             "-days", "2", "-extfile", f"{d}/ext.cnf"])
+        run(["openssl", "x509", "-in", f"{d}/origin.pem", "-outform", "DER",
+             "-out", f"{d}/origin.der"])
+        ctl = os.path.join(self.build, "catenactl")
+        run([ctl, "ca", "init", "--dir", f"{d}/root", "--cn", "bench root"])
+        run([ctl, "ca", "intermediate", "--parent", f"{d}/root", "--dir", f"{d}/keyring",
+             "--cn", "bench intermediate"])
 
     def catena(self):
         self.proxy_port = free_port()
@@ -114,7 +159,11 @@ http {{
             f.write(f"""
 workers = 1;
 listeners = ( {{ type = "http"; address = "127.0.0.1:{self.proxy_port}"; }} );
-access = {{ connect_ports = [ {self.http_port} ]; http_ports = [ {self.http_port} ]; }};
+access = {{ connect_ports = [ {self.http_port}, {self.tls_port} ];
+           http_ports = [ {self.http_port} ]; }};
+tls = {{ intercept = "list"; intercept_hosts = [ "127.0.0.1" ];
+        keyrings = ( {{ name = "bench"; dir = "{self.dir}/keyring"; }} );
+        use_system_cas = false; ca_file = "{self.dir}/origin-ca.pem"; }};
 resolver = {{ hosts_file = ""; servers = [ "127.0.0.1:9" ]; }};
 log = {{ event_file = "{self.dir}/event.log"; event_level = "notice"; }};
 """)
@@ -164,6 +213,54 @@ log = {{ event_file = "{self.dir}/event.log"; event_level = "notice"; }};
         print(f"  direct          {d:9.0f} req/s")
         print(f"  through catena  {p:9.0f} req/s   ({100 * p / d:.1f}% of direct)")
 
+    def hsbench(self, mode, proxy, seconds=4, threads=4):
+        argv = [os.path.join(self.build, "bench", "hsbench"), "--connect",
+                f"127.0.0.1:{self.tls_port}", "--mode", mode, "--threads", str(threads),
+                "--seconds", str(seconds), "--path", "/1k"]
+        if proxy:
+            argv += ["--proxy", f"127.0.0.1:{self.proxy_port}",
+                     "--cafile", f"{self.dir}/root/cert.pem"]
+        else:
+            argv += ["--cafile", f"{self.dir}/origin-ca.pem"]
+        out = run(argv, timeout=seconds + 60)
+        return float(out.split()[1])
+
+    def interception(self):
+        out = run([os.path.join(self.build, "bench", "emubench"), f"{self.dir}/keyring",
+                   f"{self.dir}/origin.der", "3000"])
+        print("certificate emulation (ECDSA P-256 issuer, emubench, one thread):")
+        print("  " + out.strip())
+        nginx_pid = int(open(os.path.join(self.dir, "nginx.pid")).read().split()[0])
+        # nginx's master forks one worker: the worker does the TLS work.
+        worker = int(run(["pgrep", "-P", str(nginx_pid)]).split()[0])
+        hs_direct, hs_proxy, rq_direct, rq_proxy = [], [], [], []
+        cpu_nginx, cpu_catena = [], []
+        self.hsbench("handshakes", True, seconds=1)  # warm the certificate cache
+        for _ in range(self.runs):
+            secs = 4
+            n0 = cpu_seconds(worker)
+            rate = self.hsbench("handshakes", False, seconds=secs)
+            cpu_nginx.append((cpu_seconds(worker) - n0) / (rate * secs) * 1e6)
+            hs_direct.append(rate)
+            c0 = cpu_seconds(self.catena_proc.pid)
+            rate = self.hsbench("handshakes", True, seconds=secs)
+            cpu_catena.append((cpu_seconds(self.catena_proc.pid) - c0) / (rate * secs) * 1e6)
+            hs_proxy.append(rate)
+            rq_direct.append(self.hsbench("requests", False))
+            rq_proxy.append(self.hsbench("requests", True))
+        med = statistics.median
+        print(f"TLS handshakes/s (TLS 1.3, ECDSA, no resumption, 4 client threads, "
+              f"median of {self.runs}):")
+        print(f"  direct to nginx        {med(hs_direct):8.0f} /s   "
+              f"origin CPU {med(cpu_nginx):6.0f} us per handshake")
+        print(f"  intercepted (warm)     {med(hs_proxy):8.0f} /s   "
+              f"catena CPU {med(cpu_catena):6.0f} us per intercepted handshake "
+              f"({med(cpu_catena) / med(cpu_nginx):.1f}x the origin's)")
+        print(f"HTTPS keep-alive requests/s (1 KiB, 4 connections, median of {self.runs}):")
+        print(f"  direct to nginx        {med(rq_direct):8.0f} /s")
+        print(f"  intercepted            {med(rq_proxy):8.0f} /s   "
+              f"({100 * med(rq_proxy) / med(rq_direct):.1f}% of direct)")
+
     def idle_tunnel_memory(self, n=1000):
         pid = self.catena_proc.pid
         before = rss_kib(pid)
@@ -208,6 +305,7 @@ def main():
         b.tunnel_throughput()
         b.http_rps()
         b.idle_tunnel_memory()
+        b.interception()
     finally:
         b.stop_all()
         shutil.rmtree(work, ignore_errors=True)
