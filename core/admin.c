@@ -186,6 +186,31 @@ admin_send(struct conn *c, int status, const char *type, const void *body, size_
     return CAT_OK;
 }
 
+/* /crl/<keyring>.crl: the keyring's empty CRL, for emulated certificates' CDP. */
+static int
+admin_crl(struct conn *c, const char *file)
+{
+    const struct tls_conf *t = c->tls;
+    size_t n = strlen(file);
+    for (size_t i = 0; i < t->n_keyrings; i++) {
+        const char *name = t->keyring_names[i];
+        size_t nl = strlen(name);
+        if (n != nl + 4 || strncmp(file, name, nl) != 0 || strcmp(file + nl, ".crl") != 0)
+            continue;
+        uint8_t *der;
+        size_t len;
+        char err[200];
+        if (emu_crl_get(t->keyrings[i], &der, &len, NULL, err, sizeof(err)) != CAT_OK) {
+            log_err(LOG_FAC_SSL, c, "CRL of keyring %s: %s", name, err);
+            return admin_send(c, 503, "text/plain", "no CRL\n", 7);
+        }
+        int rc = admin_send(c, 200, "application/pkix-crl", der, len);
+        free(der);
+        return rc;
+    }
+    return admin_send(c, 404, "text/plain", "not found\n", 10);
+}
+
 int
 admin_respond(struct conn *c, const char *path, bool full)
 {
@@ -202,6 +227,8 @@ admin_respond(struct conn *c, const char *path, bool full)
         const uint8_t *der = admin_root_der(e, &len);
         return admin_send(c, 200, "application/x-x509-ca-cert", der, len);
     }
+    if (strncmp(path, "/crl/", 5) == 0)
+        return admin_crl(c, path + 5);
     struct admin_body b = {.cap = ADMIN_MAX};
     const char *type = "text/html; charset=utf-8";
     b.p = malloc(b.cap);

@@ -216,6 +216,7 @@ static const struct cfg_key cfg_keys[] = {
     {CFG_ROW("tls.keylog_file", CFG_T_PATH, tls.keylog_file, NULL), .flags = CFG_F_EMPTY_NULL},
     {CFG_ROW("tls.download_host", CFG_T_STR, tls.download_host, CFG_Q("catena.ca")), .max = 253,
      .check = cfg_chk_node_name},
+    {CFG_ROW("tls.crl_url", CFG_T_BOOL, tls.crl_url, "false")},
     {CFG_ROW("pinning.enabled", CFG_T_BOOL, pinning.enabled, "true")},
     {CFG_ROW("pinning.threshold", CFG_T_UINT, pinning.threshold, "3"),
      CFG_RANGE(1, 1000)},

@@ -116,6 +116,7 @@ struct cfg_tls {
     bool use_system_cas;   /* trust the system CA bundle for origins */
     char *keylog_file;     /* owned or NULL: SSLKEYLOGFILE-format key log (0600) */
     char *download_host;   /* owned: reserved name serving the CA on the proxy port */
+    bool crl_url;          /* put http://<download_host>/crl/<keyring>.crl in emulated certs */
 };
 
 struct cfg_timeouts {

@@ -317,10 +317,16 @@ intercept_st_emulate(struct conn *c, unsigned ev)
 {
     const struct cfg *cfg = c->cfg;
     struct emu *e = tls_keyring(c->tls, NULL);
+    char crl[400];
     struct emu_params p = {
         .splash_text = cfg->tls.splash_text,
         .splash_url = cfg->tls.splash_url,
     };
+    if (cfg->tls.crl_url) {
+        snprintf(crl, sizeof(crl), "http://%s/crl/%s.crl", cfg->tls.download_host,
+                 c->tls->n_keyrings ? c->tls->keyring_names[0] : "default");
+        p.crl_url = crl;
+    }
     bool cached = false;
     char err[256] = "no keyring";
     c->leaf = e != NULL ? emu_leaf_get(e, c->origin_der, c->origin_der_len, &p, &cached, err,

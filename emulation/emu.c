@@ -19,6 +19,7 @@ static pthread_key_t emu_rng_key;
 static ecc_key emu_lkey;
 static uint8_t emu_lkey_der[256];
 static size_t emu_lkey_der_len;
+static _Atomic(emu_clock_fn *) emu_clock; /* NULL: time(NULL) */
 
 void
 emu_seterr(char *err, size_t errlen, const char *fmt, ...)
@@ -35,7 +36,15 @@ emu_seterr(char *err, size_t errlen, const char *fmt, ...)
 int64_t
 emu_now(void)
 {
-    return (int64_t)time(NULL);
+    emu_clock_fn *fn = atomic_load_explicit(&emu_clock, memory_order_relaxed);
+
+    return fn ? fn() : (int64_t)time(NULL);
+}
+
+void
+emu_clock_set(emu_clock_fn *fn)
+{
+    atomic_store_explicit(&emu_clock, fn, memory_order_relaxed);
 }
 
 /* Thread exit (or emu_fini): the thread's wolfCrypt state goes with it. */

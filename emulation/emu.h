@@ -8,8 +8,11 @@
  * the caller's hook) so a warm site costs no parsing either. Never logs key
  * material; keys are zeroised when freed.
  *
- * Thread safety: emu_leaf_get() may be called from any worker; concurrent
- * first requests for one site make one certificate (the others wait for it).
+ * Each keyring also issues an empty CRL, for the CRL distribution point that
+ * emulated leaves may name (emu_params.crl_url).
+ *
+ * Thread safety: emu_leaf_get() and emu_crl_get() may be called from any worker;
+ * concurrent first requests for one site make one certificate (the others wait for it).
  */
 #ifndef CATENA_EMULATION_EMU_H
 #define CATENA_EMULATION_EMU_H
@@ -83,6 +86,14 @@ const char *emu_root_pem(const struct emu *e) CAT_NONNULL(1);
 /** Certificate i (DER) of the chain sent with every leaf: 0 is the issuer, then chain.pem's.
  *  NULL past the end. */
 const uint8_t *emu_chain_der(const struct emu *e, size_t i, size_t *len) CAT_NONNULL(1, 3);
+
+/**
+ * The keyring's CRL (DER, empty, signed by the issuer, valid up to 7 days), re-signed once half
+ * its validity has passed. *der is a malloc'd copy the caller frees; *next_update (may be NULL)
+ * gets its nextUpdate (Unix time), for HTTP caching. Any thread. CAT_ERR + err on failure.
+ */
+int emu_crl_get(struct emu *e, uint8_t **der, size_t *len, int64_t *next_update, char *err,
+                size_t errlen) CAT_WUR CAT_NONNULL(1, 2, 3);
 
 /** True if der (a certificate) was issued by this keyring's issuer (its signature verifies). */
 bool emu_is_own_issue(const struct emu *e, const uint8_t *der, size_t len) CAT_NONNULL(1, 2);

@@ -114,6 +114,7 @@ struct emu_cert {
 };
 #define EMU_KU_DIGITAL_SIGNATURE 0x0001
 #define EMU_KU_KEY_CERT_SIGN 0x0020
+#define EMU_KU_CRL_SIGN 0x0040
 
 /** Parses der (which must outlive c). CAT_ERR on malformed input: never trusts lengths. */
 int emu_cert_parse(struct emu_cert *c, const uint8_t *der, size_t len) CAT_WUR CAT_NONNULL(1, 2);
@@ -194,8 +195,11 @@ WC_RNG *emu_rng(void);
 ecc_key *emu_leaf_key(void);
 const uint8_t *emu_leaf_key_der(size_t *len) CAT_NONNULL(1);
 void emu_seterr(char *err, size_t errlen, const char *fmt, ...) CAT_PRINTF(3, 4);
-/** Unix time now. */
+/** Unix time now: the system clock, or the hook's. */
 int64_t emu_now(void);
+typedef int64_t emu_clock_fn(void);
+/** For tests: makes emu_now() read fn (NULL: the system clock again). Any thread. */
+void emu_clock_set(emu_clock_fn *fn);
 
 /* ---- leaves (leaf.c) and the cache (cache.c) ---------------------------- */
 
@@ -250,6 +254,12 @@ struct emu {
     emu_ctx_setup_fn *ctx_setup;
     void *ctx_setup_arg;
     struct emu_cache cache;
+    /* The keyring's CRL (crl.c): made on first request, all fields under crl_mu. */
+    pthread_mutex_t crl_mu; /* taken before sign_mu, never after it */
+    uint8_t *crl_der;       /* owned; NULL until first made */
+    size_t crl_len;
+    int64_t crl_this, crl_next; /* its thisUpdate and nextUpdate */
+    uint64_t crl_number;        /* its cRLNumber */
 };
 
 #endif

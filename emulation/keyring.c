@@ -351,6 +351,7 @@ emu_new(const struct emu_opts *o, char *err, size_t errlen)
     e->ctx_setup = o->ctx_setup;
     e->ctx_setup_arg = o->ctx_setup_arg;
     pthread_mutex_init(&e->sign_mu, NULL);
+    pthread_mutex_init(&e->crl_mu, NULL);
     if (!e->name || emu_cache_init(&e->cache, o->cache_entries) != CAT_OK) {
         emu_seterr(err, errlen, "out of memory");
         goto fail;
@@ -395,6 +396,8 @@ emu_free(struct emu *e)
     free(e->tmpl);
     emu_kr_free(&e->kr);
     pthread_mutex_destroy(&e->sign_mu);
+    free(e->crl_der);
+    pthread_mutex_destroy(&e->crl_mu);
     free(e->name);
     free(e);
 }

@@ -5,6 +5,7 @@ certificates (tunneled after repeated refusals), the TLS key log.
 Nodes come from make_intercepting (conftest.py); admin=True adds an admin listener on a
 reserved port (node.admin_port).
 """
+import subprocess
 import re
 import stat
 import threading
@@ -283,3 +284,24 @@ def test_client_certificate_site_tunneled(make_intercepting, origins, keyring, t
                                                                "client_certificate")], sites
     finally:
         srv.stop()
+
+
+def test_crl_url_served(make_intercepting, origins, keyring, test_dir):
+    """tls.crl_url: emulated certificates name http://catena.ca/crl/<keyring>.crl, and catena
+    serves there an empty CRL signed by the keyring, which openssl accepts for the leaf."""
+    node = make_intercepting(tls={"crl_url": True})
+    s = intercept.s_client(node.port, "origin.test", origins.tls_port(),
+                           cafile=keyring.root_cert).check()
+    text = intercept.x509(s.leaf, "-text")
+    assert "URI:http://catena.ca/crl/default.crl" in text, text
+    r = http.curl("http://catena.ca/crl/default.crl", proxy_port=node.port).check()
+    assert r.status == 200 and r.header("content-type") == "application/pkix-crl", r
+    crl = test_dir / "crl.der"
+    crl.write_bytes(r.body)
+    leaf = test_dir / "leaf.pem"
+    leaf.write_text(s.leaf)
+    out = subprocess.run(["openssl", "verify", "-crl_check", "-CRLfile", str(crl),
+                          "-CAfile", str(keyring.root_cert), "-untrusted",
+                          str(keyring.cert), str(leaf)],
+                         capture_output=True, text=True, timeout=30)
+    assert out.returncode == 0 and "OK" in out.stdout, out.stdout + out.stderr

@@ -3,8 +3,10 @@
  * refusals, import), leaves emulated from origin certificates that a
  * separate test CA signs here with the wc_ API (names, clipping, extensions,
  * verification with a CertManager), the cache (hits, LRU bound, eight
- * threads asking at once) and emu_is_own_issue. Everything lives in a
- * mkdtemp directory that is removed at the end; no network.
+ * threads asking at once), emu_is_own_issue, and the keyrings' CRLs
+ * (fields, renewal under an injected clock, and verification by wolfSSL and
+ * by the openssl CLI when it is installed). Everything lives in a mkdtemp
+ * directory that is removed at the end; no network.
  */
 #include "emulation/emu_int.h"
 
@@ -24,6 +26,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -971,6 +974,545 @@ test_cache_waiter_outcomes(void **state)
     emu_free(e);
 }
 
+/* ---- CRL ------------------------------------------------------------------ */
+
+static int64_t fake_now;
+
+static int64_t
+fake_clock(void)
+{
+    return fake_now;
+}
+
+static int
+clock_restore(void **state)
+{
+    (void)state;
+    emu_clock_set(NULL);
+    return 0;
+}
+
+static void
+write_file(const char *path, const void *data, size_t len)
+{
+    FILE *f = fopen(path, "w");
+
+    assert_non_null(f);
+    assert_int_equal(fwrite(data, 1, len, f), len);
+    assert_int_equal(fclose(f), 0);
+}
+
+/* Runs cmd through the shell; its stdout and stderr in out. Returns its exit status. */
+static int
+run_cmd(const char *cmd, char *out, size_t cap)
+{
+    char full[2048];
+    size_t n = 0, got;
+    FILE *p;
+    int st;
+
+    snprintf(full, sizeof(full), "%s 2>&1", cmd);
+    p = popen(full, "r");
+    assert_non_null(p);
+    while (n + 1 < cap && (got = fread(out + n, 1, cap - 1 - n, p)) > 0)
+        n += got;
+    out[n] = '\0';
+    /* Drain the rest, or a chatty child blocks on a full pipe and pclose waits forever. */
+    while (fread(full, 1, sizeof(full), p) > 0)
+        ;
+    st = pclose(p);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+static bool
+have_openssl(void)
+{
+    char out[256];
+
+    return run_cmd("openssl version", out, sizeof(out)) == 0 && strncmp(out, "OpenSSL", 7) == 0;
+}
+
+/* What a CertificateList says, read with the module's own DER reader. */
+struct crl_view {
+    struct emu_span alg, issuer, akid, outer_alg;
+    int64_t this_upd, next_upd;
+    uint64_t number;
+    int version;
+    bool has_next, has_revoked, has_akid, has_number;
+};
+
+static uint64_t
+uint_of(struct emu_span v)
+{
+    uint64_t n = 0;
+
+    assert_true(v.len >= 1 && v.len <= 9);
+    assert_int_equal(v.p[0] & 0x80, 0);
+    for (size_t i = 0; i < v.len; i++)
+        n = n << 8 | v.p[i];
+    return n;
+}
+
+static void
+crl_view(const uint8_t *der, size_t len, struct crl_view *cv)
+{
+    struct emu_span rd = {der, len}, list, tbs, f, exts, ext, oid, val, in;
+    uint8_t tag;
+
+    memset(cv, 0, sizeof(*cv));
+    assert_int_equal(der_expect(&rd, DER_SEQUENCE, &list, NULL), CAT_OK);
+    assert_int_equal(rd.len, 0);
+    assert_int_equal(der_expect(&list, DER_SEQUENCE, &tbs, NULL), CAT_OK);
+    assert_int_equal(der_expect(&list, DER_SEQUENCE, &f, &cv->outer_alg), CAT_OK);
+    assert_int_equal(der_expect(&list, DER_BIT_STRING, &f, NULL), CAT_OK);
+    assert_int_equal(list.len, 0);
+
+    assert_int_equal(der_expect(&tbs, DER_INTEGER, &f, NULL), CAT_OK);
+    cv->version = (int)uint_of(f);
+    assert_int_equal(der_expect(&tbs, DER_SEQUENCE, &f, &cv->alg), CAT_OK);
+    assert_int_equal(der_expect(&tbs, DER_SEQUENCE, &f, &cv->issuer), CAT_OK);
+    assert_int_equal(der_next(&tbs, &tag, &f, NULL), CAT_OK);
+    assert_int_equal(der_time_parse(tag, f, &cv->this_upd), CAT_OK);
+    if (tbs.len > 0 && (tbs.p[0] == DER_UTCTIME || tbs.p[0] == DER_GENTIME)) {
+        assert_int_equal(der_next(&tbs, &tag, &f, NULL), CAT_OK);
+        assert_int_equal(der_time_parse(tag, f, &cv->next_upd), CAT_OK);
+        cv->has_next = true;
+    }
+    cv->has_revoked = der_expect(&tbs, DER_SEQUENCE, &f, NULL) == CAT_OK;
+    if (der_expect(&tbs, 0xa0, &f, NULL) == CAT_OK) {
+        assert_int_equal(der_expect(&f, DER_SEQUENCE, &exts, NULL), CAT_OK);
+        assert_int_equal(f.len, 0);
+        for (int guard = 0; exts.len > 0 && guard < 16; guard++) {
+            assert_int_equal(der_expect(&exts, DER_SEQUENCE, &ext, NULL), CAT_OK);
+            assert_int_equal(der_expect(&ext, DER_OID, &oid, NULL), CAT_OK);
+            assert_int_not_equal(der_expect(&ext, DER_BOOLEAN, &f, NULL), CAT_OK);
+            assert_int_equal(der_expect(&ext, DER_OCTET_STRING, &val, NULL), CAT_OK);
+            if (oid.len == 3 && memcmp(oid.p, "\x55\x1d\x23", 3) == 0) {
+                assert_int_equal(der_expect(&val, DER_SEQUENCE, &in, NULL), CAT_OK);
+                assert_int_equal(der_expect(&in, 0x80, &cv->akid, NULL), CAT_OK);
+                assert_int_equal(in.len, 0);
+                cv->has_akid = true;
+            } else if (oid.len == 3 && memcmp(oid.p, "\x55\x1d\x14", 3) == 0) {
+                assert_int_equal(der_expect(&val, DER_INTEGER, &in, NULL), CAT_OK);
+                cv->number = uint_of(in);
+                cv->has_number = true;
+            }
+            assert_int_equal(val.len, 0);
+        }
+        assert_int_equal(exts.len, 0);
+    }
+    assert_int_equal(tbs.len, 0);
+}
+
+static void
+get_crl(struct emu *e, uint8_t **der, size_t *len, struct crl_view *cv)
+{
+    char err[256] = "";
+    int64_t next = 0;
+
+    if (emu_crl_get(e, der, len, &next, err, sizeof(err)) != CAT_OK)
+        fprintf(stderr, "emu_crl_get: %s\n", err);
+    assert_non_null(*der);
+    crl_view(*der, *len, cv);
+    assert_true(next == cv->next_upd);
+}
+
+/* The fields RFC 5280 section 5 asks for, against the keyring's issuer, at time now. */
+static void
+check_crl_fields(struct emu *e, const struct crl_view *cv, int64_t now)
+{
+    static const uint8_t ecdsa_sha256[] = {0x06, 0x08, 0x2a, 0x86, 0x48,
+                                           0xce, 0x3d, 0x04, 0x03, 0x02};
+    static const uint8_t rsa_sha256[] = {0x06, 0x09, 0x2a, 0x86, 0x48, 0x86,
+                                         0xf7, 0x0d, 0x01, 0x01, 0x0b};
+    const struct emu_cert *ic = &e->kr.cert;
+    int64_t want_next = CAT_MIN(now + 7 * 86400, ic->not_after);
+
+    assert_int_equal(cv->version, 1); /* v2 */
+    assert_int_equal(cv->alg.len, cv->outer_alg.len);
+    assert_memory_equal(cv->alg.p, cv->outer_alg.p, cv->alg.len);
+    if (e->kr.key_type == ECC_TYPE)
+        assert_memory_equal(cv->alg.p + 2, ecdsa_sha256, sizeof(ecdsa_sha256));
+    else
+        assert_memory_equal(cv->alg.p + 2, rsa_sha256, sizeof(rsa_sha256));
+    assert_int_equal(cv->issuer.len, ic->subject.len);
+    assert_memory_equal(cv->issuer.p, ic->subject.p, ic->subject.len);
+    assert_true(cv->this_upd == CAT_MAX(now - 3600, ic->not_before));
+    assert_true(cv->has_next);
+    assert_true(cv->next_upd == want_next);
+    assert_true(cv->next_upd <= ic->not_after);
+    assert_false(cv->has_revoked);
+    assert_true(cv->has_akid);
+    assert_true(ic->skid.len > 0);
+    assert_int_equal(cv->akid.len, ic->skid.len);
+    assert_memory_equal(cv->akid.p, ic->skid.p, ic->skid.len);
+    assert_true(cv->has_number);
+}
+
+/* `openssl crl ... -verify` against the issuer: prints "verify OK" on success. */
+static void
+openssl_crl_verify(struct emu *e, const uint8_t *der, size_t len, const char *tag)
+{
+    char crl[256], ca[256], cmd[1024], out[4096];
+    int rc;
+
+    snprintf(crl, sizeof(crl), "%s/%s.crl.der", tdir, tag);
+    snprintf(ca, sizeof(ca), "%s/%s.issuer.pem", tdir, tag);
+    write_file(crl, der, len);
+    write_file(ca, emu_issuer_pem(e), strlen(emu_issuer_pem(e)));
+    snprintf(cmd, sizeof(cmd), "openssl crl -inform DER -in %s -CAfile %s -noout -verify", crl, ca);
+    rc = run_cmd(cmd, out, sizeof(out));
+    if (rc != 0 || !strstr(out, "verify OK"))
+        fprintf(stderr, "%s\n-> %d: %s\n", cmd, rc, out);
+    assert_int_equal(rc, 0);
+    assert_non_null(strstr(out, "verify OK"));
+    /* Another issuer's certificate does not verify it... */
+    write_file(ca, oca.certs[0].pem, strlen(oca.certs[0].pem));
+    rc = run_cmd(cmd, out, sizeof(out));
+    assert_int_not_equal(rc, 0);
+    assert_null(strstr(out, "verify OK"));
+    /* ...nor does the issuer verify a CRL with a byte of its signature changed
+     * (openssl then prints "verify failure" and still exits 0). */
+    {
+        uint8_t *bad = malloc(len);
+
+        assert_non_null(bad);
+        memcpy(bad, der, len);
+        bad[len - 5] ^= 0x01;
+        write_file(crl, bad, len);
+        write_file(ca, emu_issuer_pem(e), strlen(emu_issuer_pem(e)));
+        (void)run_cmd(cmd, out, sizeof(out));
+        assert_non_null(strstr(out, "verify failure"));
+        assert_null(strstr(out, "verify OK"));
+        free(bad);
+    }
+}
+
+static void
+test_crl_ecdsa(void **state)
+{
+    struct emu *e = open_emu(inter_dir, 1);
+    int64_t before = emu_now(), after;
+    struct crl_view cv;
+    uint8_t *der;
+    size_t len;
+
+    (void)state;
+    assert_int_equal(e->kr.key_type, ECC_TYPE);
+    get_crl(e, &der, &len, &cv);
+    after = emu_now();
+    /* The clock may tick during the call: check against both ends. */
+    if (cv.this_upd != CAT_MAX(before - 3600, e->kr.cert.not_before))
+        before = after;
+    check_crl_fields(e, &cv, before);
+    /* The intermediate lives 30 days: nextUpdate is the 7 days, not its end. */
+    assert_true(cv.next_upd - cv.this_upd == 7 * 86400 + 3600);
+    assert_true(cv.number >= (uint64_t)cv.this_upd);
+    if (have_openssl())
+        openssl_crl_verify(e, der, len, "ecdsa");
+    else
+        fprintf(stderr, "openssl CLI not found: skipping its checks\n");
+    free(der);
+    /* An issuer whose keyUsage leaves out cRLSign (an imported CA) gets none:
+     * clients would refuse it. */
+    {
+        char err[256] = "";
+
+        e->kr.cert.ku &= (uint16_t)~EMU_KU_CRL_SIGN;
+        assert_int_equal(emu_crl_get(e, &der, &len, NULL, err, sizeof(err)), CAT_ERR);
+        assert_null(der);
+        assert_non_null(strstr(err, "cRLSign"));
+    }
+    emu_free(e);
+}
+
+static void
+test_crl_rsa(void **state)
+{
+    char d[192], err[512] = "";
+    struct crl_view cv;
+    struct emu *e;
+    uint8_t *der;
+    size_t len;
+    int64_t now;
+
+    (void)state;
+    snprintf(d, sizeof(d), "%s/rsa-crl", tdir);
+    assert_int_equal(make_ca(d, "rsa crl root", NULL, EMU_KEY_RSA_2048, 3650, 1, err, sizeof(err)),
+                     CAT_OK);
+    e = open_emu(d, 1);
+    assert_int_equal(e->kr.key_type, RSA_TYPE);
+    fake_now = emu_now();
+    emu_clock_set(fake_clock);
+    now = fake_now;
+    get_crl(e, &der, &len, &cv);
+    check_crl_fields(e, &cv, now);
+    if (have_openssl())
+        openssl_crl_verify(e, der, len, "rsa");
+    free(der);
+    emu_free(e);
+}
+
+static void
+same_crl(struct emu *e, const uint8_t *want, size_t want_len)
+{
+    struct crl_view cv;
+    uint8_t *der;
+    size_t len;
+
+    get_crl(e, &der, &len, &cv);
+    assert_int_equal(len, want_len);
+    assert_memory_equal(der, want, len);
+    free(der);
+}
+
+static void
+test_crl_refresh(void **state)
+{
+    struct emu *e = open_emu(inter_dir, 1), *e2;
+    int64_t t0 = emu_now(), na = e->kr.cert.not_after, half = (7 * 86400 + 3600) / 2;
+    struct crl_view a, b, c, d;
+    uint8_t *da, *db, *dc, *dd;
+    size_t la, lb, lc, ld, n;
+    char err[256] = "";
+
+    (void)state;
+    emu_clock_set(fake_clock);
+    fake_now = t0;
+    get_crl(e, &da, &la, &a);
+    check_crl_fields(e, &a, t0);
+    /* Before half of its validity: the same bytes (ECDSA signatures are randomised). */
+    fake_now = t0 + 86400;
+    same_crl(e, da, la);
+    fake_now = a.this_upd + half - 1;
+    same_crl(e, da, la);
+    /* At half: a new one, later, with a higher number. */
+    fake_now = a.this_upd + half;
+    get_crl(e, &db, &lb, &b);
+    check_crl_fields(e, &b, fake_now);
+    assert_true(b.this_upd > a.this_upd);
+    assert_true(b.number > a.number);
+    assert_false(la == lb && memcmp(da, db, la) == 0);
+
+    /* Near the issuer's end nextUpdate stops there, and is not re-signed on every request. */
+    fake_now = na - 2 * 86400;
+    get_crl(e, &dc, &lc, &c);
+    check_crl_fields(e, &c, fake_now);
+    assert_true(c.next_upd == na);
+    assert_true(c.number > b.number);
+    fake_now = na - 600;
+    same_crl(e, dc, lc);
+
+    /* The clock goes back before its thisUpdate: a new one, the number still rising. */
+    fake_now = t0;
+    get_crl(e, &dd, &ld, &d);
+    check_crl_fields(e, &d, t0);
+    assert_true(d.number == c.number + 1);
+    free(dd);
+
+    /* A keyring whose issuer has expired makes none. */
+    e2 = open_emu(inter_dir, 1);
+    fake_now = na + 7200;
+    assert_int_equal(emu_crl_get(e2, &dd, &n, NULL, err, sizeof(err)), CAT_ERR);
+    assert_null(dd);
+    assert_non_null(strstr(err, "expired"));
+    emu_free(e2);
+    /* One made before is served until its nextUpdate (the issuer's end), then refused too. */
+    fake_now = na - 600;
+    get_crl(e, &dd, &ld, &d);
+    assert_true(d.next_upd == na);
+    free(dd);
+    fake_now = na - 1;
+    get_crl(e, &dd, &ld, &d);
+    assert_true(d.next_upd == na);
+    free(dd);
+    fake_now = na;
+    err[0] = '\0';
+    assert_int_equal(emu_crl_get(e, &dd, &n, NULL, err, sizeof(err)), CAT_ERR);
+    assert_null(dd);
+    assert_non_null(strstr(err, "expired"));
+
+    free(da);
+    free(db);
+    free(dc);
+    emu_free(e);
+}
+
+struct crl_race {
+    struct emu *e;
+    pthread_barrier_t *bar;
+    uint8_t *der;
+    size_t len;
+};
+
+static void *
+crl_race_fn(void *arg)
+{
+    struct crl_race *r = arg;
+    char err[256];
+
+    pthread_barrier_wait(r->bar);
+    if (emu_crl_get(r->e, &r->der, &r->len, NULL, err, sizeof(err)) != CAT_OK)
+        r->der = NULL;
+    return NULL;
+}
+
+static void
+test_crl_threads(void **state)
+{
+    struct emu *e = open_emu(inter_dir, 1);
+    pthread_barrier_t bar;
+    pthread_t th[8];
+    struct crl_race r[8];
+
+    (void)state;
+    assert_int_equal(pthread_barrier_init(&bar, NULL, 8), 0);
+    for (int i = 0; i < 8; i++) {
+        r[i] = (struct crl_race){.e = e, .bar = &bar};
+        assert_int_equal(pthread_create(&th[i], NULL, crl_race_fn, &r[i]), 0);
+    }
+    for (int i = 0; i < 8; i++)
+        assert_int_equal(pthread_join(th[i], NULL), 0);
+    /* One signature for all: the copies are the same bytes. */
+    for (int i = 0; i < 8; i++) {
+        assert_non_null(r[i].der);
+        assert_int_equal(r[i].len, r[0].len);
+        assert_memory_equal(r[i].der, r[0].der, r[0].len);
+    }
+    for (int i = 0; i < 8; i++)
+        free(r[i].der);
+    pthread_barrier_destroy(&bar);
+    emu_free(e);
+}
+
+static void
+write_pem(const char *name, const uint8_t *der, size_t len, int type, char *path, size_t cap)
+{
+    char *pem = emu_der_to_pem(der, len, type);
+
+    assert_non_null(pem);
+    snprintf(path, cap, "%s/%s", tdir, name);
+    write_file(path, pem, strlen(pem));
+    free(pem);
+}
+
+/* The leaf names the CRL's URL, and the CRL clears it: openssl and wolfSSL agree. */
+static void
+test_crl_leaf(void **state)
+{
+    struct emu *e = open_emu(inter_dir, 4), *re = open_emu(root_dir, 1);
+    const char *dns[] = {"crl.test"};
+    int64_t now = emu_now();
+    size_t olen, llen, clen, rlen;
+    uint8_t *origin = make_origin("crl.test", dns, 1, NULL, now - 60, now + 86400, &olen);
+    uint8_t *crl, *rcrl;
+    struct emu_params p = {.crl_url = "http://catena.invalid/crl/inter.crl"};
+    struct emu_leaf *l;
+    const uint8_t *der;
+    char err[256] = "", leaf[256], inter[256], root[256], crlf[256], allf[256], cmd[2048],
+         out[4096];
+    WOLFSSL_CERT_MANAGER *cm;
+    int rc;
+
+    (void)state;
+    l = emu_leaf_get(e, origin, olen, &p, NULL, err, sizeof(err));
+    assert_non_null(l);
+    der = emu_leaf_der(l, &llen);
+    assert_non_null(memmem(der, llen, p.crl_url, strlen(p.crl_url)));
+    assert_int_equal(emu_crl_get(e, &crl, &clen, NULL, err, sizeof(err)), CAT_OK);
+    assert_int_equal(emu_crl_get(re, &rcrl, &rlen, NULL, err, sizeof(err)), CAT_OK);
+
+    /* wolfSSL: leaf CRL checking with the intermediate's CRL loaded from memory. */
+    cm = wolfSSL_CertManagerNew();
+    assert_non_null(cm);
+    for (size_t i = e->kr.ncerts; i-- > 0;)
+        assert_int_equal(wolfSSL_CertManagerLoadCABuffer(cm, e->kr.certs[i].der,
+                                                         (long)e->kr.certs[i].len,
+                                                         WOLFSSL_FILETYPE_ASN1),
+                         WOLFSSL_SUCCESS);
+    assert_int_equal(wolfSSL_CertManagerEnableCRL(cm, WOLFSSL_CRL_CHECK), WOLFSSL_SUCCESS);
+    assert_int_equal(wolfSSL_CertManagerVerifyBuffer(cm, der, (long)llen, WOLFSSL_FILETYPE_ASN1),
+                     CRL_MISSING);
+    assert_int_equal(wolfSSL_CertManagerLoadCRLBuffer(cm, crl, (long)clen, WOLFSSL_FILETYPE_ASN1),
+                     WOLFSSL_SUCCESS);
+    assert_int_equal(wolfSSL_CertManagerVerifyBuffer(cm, der, (long)llen, WOLFSSL_FILETYPE_ASN1),
+                     WOLFSSL_SUCCESS);
+    wolfSSL_CertManagerFree(cm);
+
+    if (!have_openssl()) {
+        fprintf(stderr, "openssl CLI not found: skipping its checks\n");
+        goto out;
+    }
+    write_pem("crl-leaf.pem", der, llen, CERT_TYPE, leaf, sizeof(leaf));
+    snprintf(inter, sizeof(inter), "%s/crl-inter.pem", tdir);
+    write_file(inter, emu_issuer_pem(e), strlen(emu_issuer_pem(e)));
+    snprintf(root, sizeof(root), "%s/crl-root.pem", tdir);
+    write_file(root, emu_root_pem(e), strlen(emu_root_pem(e)));
+    write_pem("crl-inter.crl.pem", crl, clen, CRL_TYPE, crlf, sizeof(crlf));
+    /* Both CRLs in one file, for -crl_check_all. */
+    {
+        char *a = emu_der_to_pem(crl, clen, CRL_TYPE), *b = emu_der_to_pem(rcrl, rlen, CRL_TYPE);
+        FILE *f;
+
+        assert_non_null(a);
+        assert_non_null(b);
+        snprintf(allf, sizeof(allf), "%s/crl-all.pem", tdir);
+        f = fopen(allf, "w");
+        assert_non_null(f);
+        fputs(a, f);
+        fputs(b, f);
+        assert_int_equal(fclose(f), 0);
+        free(a);
+        free(b);
+    }
+
+    /* -crl_check: the leaf's CRL, from its issuer, is enough. */
+    snprintf(cmd, sizeof(cmd), "openssl verify -crl_check -CRLfile %s -CAfile %s -untrusted %s %s",
+             crlf, root, inter, leaf);
+    rc = run_cmd(cmd, out, sizeof(out));
+    if (rc != 0)
+        fprintf(stderr, "%s\n-> %d: %s\n", cmd, rc, out);
+    assert_int_equal(rc, 0);
+    assert_non_null(strstr(out, ": OK"));
+    /* Strict X.509 checks too. */
+    snprintf(cmd, sizeof(cmd),
+             "openssl verify -x509_strict -crl_check -CRLfile %s -CAfile %s -untrusted %s %s", crlf,
+             root, inter, leaf);
+    rc = run_cmd(cmd, out, sizeof(out));
+    if (rc != 0)
+        fprintf(stderr, "%s\n-> %d: %s\n", cmd, rc, out);
+    assert_int_equal(rc, 0);
+    /* -crl_check_all wants the root's CRL for the intermediate as well... */
+    snprintf(cmd, sizeof(cmd),
+             "openssl verify -crl_check_all -CRLfile %s -CAfile %s -untrusted %s %s", crlf, root,
+             inter, leaf);
+    rc = run_cmd(cmd, out, sizeof(out));
+    assert_int_not_equal(rc, 0);
+    assert_non_null(strstr(out, "unable to get certificate CRL"));
+    /* ...which the root keyring makes. */
+    snprintf(cmd, sizeof(cmd),
+             "openssl verify -crl_check_all -CRLfile %s -CAfile %s -untrusted %s %s", allf, root,
+             inter, leaf);
+    rc = run_cmd(cmd, out, sizeof(out));
+    if (rc != 0)
+        fprintf(stderr, "%s\n-> %d: %s\n", cmd, rc, out);
+    assert_int_equal(rc, 0);
+    assert_non_null(strstr(out, ": OK"));
+    /* The root's CRL alone does not clear the leaf. */
+    write_pem("crl-root.crl.pem", rcrl, rlen, CRL_TYPE, crlf, sizeof(crlf));
+    snprintf(cmd, sizeof(cmd), "openssl verify -crl_check -CRLfile %s -CAfile %s -untrusted %s %s",
+             crlf, root, inter, leaf);
+    rc = run_cmd(cmd, out, sizeof(out));
+    assert_int_not_equal(rc, 0);
+out:
+    free(crl);
+    free(rcrl);
+    emu_leaf_unref(l);
+    free(origin);
+    emu_free(re);
+    emu_free(e);
+}
+
 /* ---- DER helpers ------------------------------------------------------------ */
 
 static void
@@ -1047,13 +1589,25 @@ int
 main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_der_time),        cmocka_unit_test(test_der_reader),
-        cmocka_unit_test(test_ca_modes),        cmocka_unit_test(test_ca_fields),
-        cmocka_unit_test(test_ca_refusals),     cmocka_unit_test(test_ca_not_ca),
-        cmocka_unit_test(test_ca_import),       cmocka_unit_test(test_leaf_emulate),
-        cmocka_unit_test(test_leaf_names),      cmocka_unit_test(test_leaf_expired_origin),
-        cmocka_unit_test(test_leaf_rsa_issuer), cmocka_unit_test(test_cache_lru),
-        cmocka_unit_test(test_cache_threads),   cmocka_unit_test(test_cache_waiter_outcomes),
+        cmocka_unit_test(test_der_time),
+        cmocka_unit_test(test_der_reader),
+        cmocka_unit_test(test_ca_modes),
+        cmocka_unit_test(test_ca_fields),
+        cmocka_unit_test(test_ca_refusals),
+        cmocka_unit_test(test_ca_not_ca),
+        cmocka_unit_test(test_ca_import),
+        cmocka_unit_test(test_leaf_emulate),
+        cmocka_unit_test(test_leaf_names),
+        cmocka_unit_test(test_leaf_expired_origin),
+        cmocka_unit_test(test_leaf_rsa_issuer),
+        cmocka_unit_test(test_cache_lru),
+        cmocka_unit_test(test_cache_threads),
+        cmocka_unit_test(test_cache_waiter_outcomes),
+        cmocka_unit_test(test_crl_ecdsa),
+        cmocka_unit_test_teardown(test_crl_rsa, clock_restore),
+        cmocka_unit_test_teardown(test_crl_refresh, clock_restore),
+        cmocka_unit_test(test_crl_threads),
+        cmocka_unit_test(test_crl_leaf),
     };
 
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
