@@ -35,6 +35,7 @@
 _Static_assert(sizeof(enum cfg_family) == sizeof(int), "enum size");
 _Static_assert(sizeof(enum cfg_intercept_mode) == sizeof(int), "enum size");
 _Static_assert(sizeof(enum cfg_tls_version) == sizeof(int), "enum size");
+_Static_assert(sizeof(enum cfg_non_http) == sizeof(int), "enum size");
 
 /* One load in progress. */
 struct cfg_ctx {
@@ -101,6 +102,7 @@ struct cfg_key {
 static const char *const cfg_family_names[] = {"any", "ipv4", "ipv6", NULL};
 static const char *const cfg_intercept_names[] = {"none", "all", "list", NULL};
 static const char *const cfg_tls_version_names[] = {"1.2", "1.3", NULL};
+static const char *const cfg_non_http_names[] = {"relay", "deny", NULL};
 static const char *const cfg_lsn_names[] = {"http", "socks5", "transparent", "admin", NULL};
 
 static cfg_check_fn cfg_chk_node_name, cfg_chk_url;
@@ -217,6 +219,8 @@ static const struct cfg_key cfg_keys[] = {
     {CFG_ROW("tls.download_host", CFG_T_STR, tls.download_host, CFG_Q("catena.ca")), .max = 253,
      .check = cfg_chk_node_name},
     {CFG_ROW("tls.crl_url", CFG_T_BOOL, tls.crl_url, "false")},
+    {CFG_ROW("tls.non_http", CFG_T_ENUM, tls.non_http, CFG_Q("relay")),
+     .names = cfg_non_http_names},
     {CFG_ROW("pinning.enabled", CFG_T_BOOL, pinning.enabled, "true")},
     {CFG_ROW("pinning.threshold", CFG_T_UINT, pinning.threshold, "3"),
      CFG_RANGE(1, 1000)},

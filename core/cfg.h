@@ -89,6 +89,7 @@ struct cfg_pinning {
 };
 
 enum cfg_tls_version { CFG_TLS_1_2 = 0, CFG_TLS_1_3 };
+enum cfg_non_http { CFG_NON_HTTP_RELAY = 0, CFG_NON_HTTP_DENY };
 
 /* AEAD with forward secrecy only (no CBC, static RSA, 3DES, RC4); AES-GCM
  * first: our wolfSSL build has AES-NI. wolfSSL's names. */
@@ -117,6 +118,7 @@ struct cfg_tls {
     char *keylog_file;     /* owned or NULL: SSLKEYLOGFILE-format key log (0600) */
     char *download_host;   /* owned: reserved name serving the CA on the proxy port */
     bool crl_url;          /* put http://<download_host>/crl/<keyring>.crl in emulated certs */
+    enum cfg_non_http non_http; /* not HTTP inside intercepted TLS: relay it or close */
 };
 
 struct cfg_timeouts {

@@ -725,7 +725,13 @@ conn_st_request(struct conn *c, unsigned ev)
             if (c->txn.start.tv_sec == 0)
                 clock_gettime(CLOCK_REALTIME, &c->txn.start);
             if (conn_is_stream(c)) {
-                /* Not HTTP inside intercepted TLS: relay it decrypted. */
+                /* Not HTTP inside intercepted TLS: relay it decrypted, or deny it. */
+                if (cfg->tls.non_http == CFG_NON_HTTP_DENY) {
+                    log_notice(LOG_FAC_MAIN, c, LOG_EVT_DENIED " not HTTP inside TLS to %s",
+                               c->tls_host);
+                    c->err = CONN_ERR_DENIED;
+                    return CAT_ERR;
+                }
                 log_info(LOG_FAC_MAIN, c, "not HTTP inside TLS to %s: relayed as a byte stream",
                          c->tls_host);
                 conn_side_want(c, &c->cli, 0);

@@ -453,6 +453,23 @@ def test_non_http_inside_tls_relayed(make_intercepting, origins, keyring, test_d
         srv.stop()
 
 
+def test_non_http_inside_tls_denied(make_intercepting, origins, keyring, test_dir):
+    """tls.non_http = "deny": another protocol inside intercepted TLS is closed, and logged."""
+    leaf = origins.pki.leaf("origin.test")
+    srv = intercept.SServer(test_dir, leaf.cert, leaf.key, chain=origins.pki.inter_cert,
+                            args=["-rev"])
+    try:
+        node = make_intercepting(tls={"non_http": "deny"},
+                                 connect_ports=origins.default_connect_ports() + [srv.port])
+        with intercept.tls_tunnel(node.port, "origin.test", srv.port, keyring.root_cert) as c:
+            c.send(b"hello catena, line one\n")
+            with pytest.raises(AssertionError):
+                _read_until(c, b"eno enil", timeout=3)
+        node.wait_event(r"denied: not HTTP inside TLS to origin\.test")
+    finally:
+        srv.stop()
+
+
 def _read_until(conn, want, timeout=10.0):
     deadline = time.monotonic() + timeout
     while want not in conn.buf:
