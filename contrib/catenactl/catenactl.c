@@ -20,6 +20,8 @@
 #include <wolfssl/ssl.h>
 #include <wolfssl/wolfcrypt/sha256.h>
 
+int ctl_bundle(int argc, char **argv); /* contrib/catenactl/bundle.c */
+
 #define CTL_OK 0
 #define CTL_FAIL 1
 #define CTL_USAGE 2
@@ -334,5 +336,7 @@ main(int argc, char **argv)
     }
     if (strcmp(argv[1], "ca") == 0)
         return ctl_ca(argc - 2, argv + 2);
+    if (strcmp(argv[1], "bundle") == 0)
+        return ctl_bundle(argc - 2, argv + 2);
     return ctl_usage_err("unknown command '%s'", argv[1]);
 }
