@@ -20,6 +20,7 @@
 #include "core/msg.h"
 #include "core/page.h"
 #include "core/policy.h"
+#include "core/socks.h"
 #include "core/worker.h"
 #include "emulation/emu.h"
 #include "resolver/res.h"
@@ -45,6 +46,7 @@ static atomic_uint_fast64_t conn_next_id = 1;
 
 static const char *const conn_state_names[CONN_ST_COUNT] = {
     [CONN_ST_ACCEPTED] = "accepted", [CONN_ST_REQUEST] = "request",
+    [CONN_ST_SOCKS] = "socks",
     [CONN_ST_POLICY] = "policy",     [CONN_ST_RESOLVE] = "resolve",
     [CONN_ST_CONNECT] = "connect",   [CONN_ST_RESPOND] = "respond",
     [CONN_ST_PEEK_HELLO] = "peek-hello", [CONN_ST_SRV_TLS] = "srv-tls",
@@ -110,6 +112,7 @@ static conn_state_fn conn_st_accepted, conn_st_request, conn_st_policy, conn_st_
 
 static conn_state_fn *const conn_states[CONN_ST_COUNT] = {
     [CONN_ST_ACCEPTED] = conn_st_accepted, [CONN_ST_REQUEST] = conn_st_request,
+    [CONN_ST_SOCKS] = socks_st_request,
     [CONN_ST_POLICY] = conn_st_policy,     [CONN_ST_RESOLVE] = conn_st_resolve,
     [CONN_ST_CONNECT] = conn_st_connect,   [CONN_ST_RESPOND] = conn_st_respond,
     [CONN_ST_PEEK_HELLO] = intercept_st_peek_hello,
@@ -494,6 +497,11 @@ conn_respond_error(struct conn *c, int status, const char *exception_id, const c
     }
     conn_srv_close(c);
     c->flags |= CONN_F_CLOSE_AFTER;
+    /* A SOCKS client not yet tunneled hears a SOCKS reply, not a page. */
+    if (c->lsn_type == CFG_LSN_SOCKS5 && !(c->flags & CONN_F_INTERCEPTED)) {
+        log_info(LOG_FAC_MAIN, c, "SOCKS request refused (%s): %s", exception_id, detail);
+        return socks_answer_failure(c, socks_rep_for(exception_id, c->connect_errno));
+    }
     buf_free(&c->cli.out);
     if (buf_reserve(&c->cli.out, PAGE_MAX) != CAT_OK ||
         page_render(&c->cli.out, status, exception_id,
@@ -516,7 +524,7 @@ conn_st_accepted(struct conn *c, unsigned ev)
 {
     log_debug(LOG_FAC_MAIN, c, "accepted");
     conn_timer_once(c, c->cfg->timeouts.head_ms);
-    conn_set_state(c, CONN_ST_REQUEST);
+    conn_set_state(c, c->lsn_type == CFG_LSN_SOCKS5 ? CONN_ST_SOCKS : CONN_ST_REQUEST);
     return CAT_OK;
 }
 
@@ -964,8 +972,11 @@ conn_st_connect(struct conn *c, unsigned ev)
     }
     if (c->txn.method == HTTP_M_CONNECT) {
         static const char ok[] = "HTTP/1.1 200 Connection established\r\n\r\n";
-        if (buf_reserve(&c->cli.out, 256) != CAT_OK ||
-            buf_append(&c->cli.out, ok, sizeof(ok) - 1) != CAT_OK) {
+        if (c->lsn_type == CFG_LSN_SOCKS5) {
+            if (socks_answer_success(c) != CAT_OK)
+                return CAT_ERR;
+        } else if (buf_reserve(&c->cli.out, 256) != CAT_OK ||
+                   buf_append(&c->cli.out, ok, sizeof(ok) - 1) != CAT_OK) {
             c->err = CONN_ERR_NOMEM;
             return CAT_ERR;
         }

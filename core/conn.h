@@ -30,6 +30,7 @@ struct emu_leaf;
 enum conn_state {
     CONN_ST_ACCEPTED = 0, /* [transient] fd accepted, nothing read yet */
     CONN_ST_REQUEST,      /* reading a request head (first, or next on keep-alive) */
+    CONN_ST_SOCKS,        /* SOCKS5 listener: greeting, login, request */
     CONN_ST_POLICY,       /* [transient] verdict on the request: allow, deny */
     CONN_ST_RESOLVE,      /* res_ query in flight (c->dns != NULL) */
     CONN_ST_CONNECT,      /* non-blocking connect() to the origin, one address at a time */
@@ -195,6 +196,7 @@ struct conn {
     bool srv_reusable;             /* the origin connection may carry another request */
     bool srv_fresh;                /* connected (and TLS done) but no request sent yet */
     unsigned n_requests;           /* request heads read on this client connection */
+    uint8_t socks_phase;           /* SOCKS5: which message comes next */
 
     struct relay_tunnel *tunnel;   /* owned: splice pipes in CONN_ST_TUNNEL */
 

@@ -183,4 +183,17 @@ const char *socks_rep_str(uint8_t rep);
 /** Static name of a CMD ("CONNECT", "BIND", "UDP ASSOCIATE", "unknown"). */
 const char *socks_cmd_str(uint8_t cmd);
 
+/* ---- the connection glue (socks_conn.c) ---------------------------------- */
+
+struct conn;
+
+/** The CONN_ST_SOCKS handler: greeting and request, then the CONNECT path. */
+int socks_st_request(struct conn *c, unsigned ev) CAT_NONNULL(1);
+/** Answers a refused request with rep and closes (state RESPOND, then LINGER). */
+int socks_answer_failure(struct conn *c, uint8_t rep) CAT_NONNULL(1);
+/** Queues the success reply (our bound address towards the target) on cli.out. */
+int socks_answer_success(struct conn *c) CAT_NONNULL(1);
+/** The reply code for one of catena's exception ids (and the connect errno). */
+uint8_t socks_rep_for(const char *exception_id, int connect_errno);
+
 #endif

@@ -1,0 +1,201 @@
+/*
+ * Results cache of the validation engine: chain hash -> struct val_result,
+ * a bounded LRU shared by all workers behind one mutex (a lookup is a hash
+ * and a copy, far cheaper than the signature checks it saves). Entries die
+ * at min(insert + ttl, the next notBefore/notAfter boundary the caller
+ * gives), and also when the clock runs backwards past their creation.
+ */
+#include "core/val_int.h"
+
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct val_cache_ent {
+    uint8_t key[32];
+    time_t created, expires;
+    struct val_cache_ent *hnext;       /* bucket chain */
+    struct val_cache_ent *prev, *next; /* LRU: head is the most recent */
+    struct val_result res;
+};
+
+struct val_cache {
+    pthread_mutex_t mtx;
+    size_t cap, n;
+    unsigned ttl;
+    size_t mask;                    /* buckets - 1 */
+    struct val_cache_ent **buckets; /* owned array; entries owned via the LRU list */
+    struct val_cache_ent *head, *tail;
+    uint64_t hits, misses;
+};
+
+struct val_cache *
+val_cache_new(size_t cap, unsigned ttl)
+{
+    if (cap == 0 || cap > ((size_t)1 << 24))
+        return NULL;
+    struct val_cache *c = calloc(1, sizeof(*c));
+    if (c == NULL)
+        return NULL;
+    size_t nb = 16;
+    while (nb < cap * 2)
+        nb <<= 1;
+    c->buckets = calloc(nb, sizeof(*c->buckets));
+    if (c->buckets == NULL) {
+        free(c);
+        return NULL;
+    }
+    c->mask = nb - 1;
+    c->cap = cap;
+    c->ttl = ttl;
+    pthread_mutex_init(&c->mtx, NULL);
+    return c;
+}
+
+void
+val_cache_free(struct val_cache *c)
+{
+    if (c == NULL)
+        return;
+    for (struct val_cache_ent *e = c->head, *nx; e != NULL; e = nx) {
+        nx = e->next;
+        free(e);
+    }
+    pthread_mutex_destroy(&c->mtx);
+    free(c->buckets);
+    free(c);
+}
+
+/* The key is already a SHA-256: any 8 bytes of it are a good hash. */
+static size_t
+val_cache_bucket(const struct val_cache *c, const uint8_t key[32])
+{
+    uint64_t h;
+    memcpy(&h, key, sizeof(h));
+    return (size_t)h & c->mask;
+}
+
+static void
+val_cache_unlink_lru(struct val_cache *c, struct val_cache_ent *e)
+{
+    if (e->prev != NULL)
+        e->prev->next = e->next;
+    else
+        c->head = e->next;
+    if (e->next != NULL)
+        e->next->prev = e->prev;
+    else
+        c->tail = e->prev;
+    e->prev = e->next = NULL;
+}
+
+static void
+val_cache_push_head(struct val_cache *c, struct val_cache_ent *e)
+{
+    e->prev = NULL;
+    e->next = c->head;
+    if (c->head != NULL)
+        c->head->prev = e;
+    c->head = e;
+    if (c->tail == NULL)
+        c->tail = e;
+}
+
+static void
+val_cache_unlink_hash(struct val_cache *c, struct val_cache_ent *e)
+{
+    struct val_cache_ent **pp = &c->buckets[val_cache_bucket(c, e->key)];
+    while (*pp != NULL && *pp != e)
+        pp = &(*pp)->hnext;
+    if (*pp == e)
+        *pp = e->hnext;
+    e->hnext = NULL;
+}
+
+static struct val_cache_ent *
+val_cache_find(struct val_cache *c, const uint8_t key[32])
+{
+    for (struct val_cache_ent *e = c->buckets[val_cache_bucket(c, key)]; e != NULL; e = e->hnext)
+        if (memcmp(e->key, key, 32) == 0)
+            return e;
+    return NULL;
+}
+
+static void
+val_cache_drop(struct val_cache *c, struct val_cache_ent *e)
+{
+    val_cache_unlink_hash(c, e);
+    val_cache_unlink_lru(c, e);
+    free(e);
+    c->n--;
+}
+
+bool
+val_cache_get(struct val_cache *c, const uint8_t key[32], time_t now, struct val_result *out)
+{
+    bool hit = false;
+    pthread_mutex_lock(&c->mtx);
+    struct val_cache_ent *e = val_cache_find(c, key);
+    if (e != NULL && (now >= e->expires || now < e->created)) {
+        val_cache_drop(c, e);
+        e = NULL;
+    }
+    if (e != NULL) {
+        *out = e->res;
+        val_cache_unlink_lru(c, e);
+        val_cache_push_head(c, e);
+        c->hits++;
+        hit = true;
+    } else {
+        c->misses++;
+    }
+    pthread_mutex_unlock(&c->mtx);
+    return hit;
+}
+
+void
+val_cache_put(struct val_cache *c, const uint8_t key[32], const struct val_result *r, time_t now,
+              time_t expires)
+{
+    time_t until = now + (time_t)c->ttl;
+    if (expires < until)
+        until = expires;
+    if (until <= now)
+        return;
+    pthread_mutex_lock(&c->mtx);
+    struct val_cache_ent *e = val_cache_find(c, key);
+    if (e != NULL) {
+        val_cache_unlink_hash(c, e);
+        val_cache_unlink_lru(c, e);
+    } else if (c->n >= c->cap) {
+        e = c->tail; /* recycle the least recently used */
+        val_cache_unlink_hash(c, e);
+        val_cache_unlink_lru(c, e);
+    } else {
+        e = malloc(sizeof(*e));
+        if (e == NULL) {
+            pthread_mutex_unlock(&c->mtx);
+            return;
+        }
+        c->n++;
+    }
+    memcpy(e->key, key, 32);
+    e->created = now;
+    e->expires = until;
+    e->res = *r;
+    size_t b = val_cache_bucket(c, key);
+    e->hnext = c->buckets[b];
+    c->buckets[b] = e;
+    val_cache_push_head(c, e);
+    pthread_mutex_unlock(&c->mtx);
+}
+
+void
+val_cache_stats(struct val_cache *c, size_t *entries, uint64_t *hits, uint64_t *misses)
+{
+    pthread_mutex_lock(&c->mtx);
+    *entries = c->n;
+    *hits = c->hits;
+    *misses = c->misses;
+    pthread_mutex_unlock(&c->mtx);
+}
