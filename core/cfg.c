@@ -12,6 +12,7 @@
 
 #include "core/http.h"
 #include "core/log.h"
+#include "core/validate.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -36,6 +37,7 @@ _Static_assert(sizeof(enum cfg_family) == sizeof(int), "enum size");
 _Static_assert(sizeof(enum cfg_intercept_mode) == sizeof(int), "enum size");
 _Static_assert(sizeof(enum cfg_tls_version) == sizeof(int), "enum size");
 _Static_assert(sizeof(enum cfg_non_http) == sizeof(int), "enum size");
+_Static_assert(sizeof(enum cfg_revocation) == sizeof(int), "enum size");
 
 /* One load in progress. */
 struct cfg_ctx {
@@ -74,6 +76,7 @@ enum cfg_type {
     CFG_T_ENUM,     /* int: index of the value in names[] */
     CFG_T_LEVEL,    /* int: a syslog level by name (log_level_parse) */
     CFG_T_LIST,     /* array at off, count at off_n, elements by elem() */
+    CFG_T_ERRBITS,  /* unsigned: certificate error names OR-ed (val_policy_bits) */
 };
 
 #define CFG_F_EMPTY_NULL 0x1u /* "" stores NULL (feature off) */
@@ -103,10 +106,12 @@ static const char *const cfg_family_names[] = {"any", "ipv4", "ipv6", NULL};
 static const char *const cfg_intercept_names[] = {"none", "all", "list", NULL};
 static const char *const cfg_tls_version_names[] = {"1.2", "1.3", NULL};
 static const char *const cfg_non_http_names[] = {"relay", "deny", NULL};
+static const char *const cfg_revocation_names[] = {"off", "soft", "hard", NULL};
 static const char *const cfg_lsn_names[] = {"http", "socks5", "transparent", "admin", NULL};
 
 static cfg_check_fn cfg_chk_node_name, cfg_chk_url;
-static cfg_elem_fn cfg_e_net, cfg_e_port, cfg_e_server, cfg_e_host, cfg_e_listener, cfg_e_keyring;
+static cfg_elem_fn cfg_e_net, cfg_e_port, cfg_e_server, cfg_e_host, cfg_e_listener, cfg_e_keyring,
+    cfg_e_ignore;
 static cfg_post_fn cfg_p_listeners, cfg_p_keyrings;
 
 /* Designated initializers only: -Wextra flags partly positional ones. */
@@ -221,6 +226,27 @@ static const struct cfg_key cfg_keys[] = {
     {CFG_ROW("tls.crl_url", CFG_T_BOOL, tls.crl_url, "false")},
     {CFG_ROW("tls.non_http", CFG_T_ENUM, tls.non_http, CFG_Q("relay")),
      .names = cfg_non_http_names},
+    {CFG_ROW("validation.enabled", CFG_T_BOOL, validation.enabled, "true")},
+    {CFG_ROW("validation.tunnels", CFG_T_BOOL, validation.tunnels, "true")},
+    {CFG_ROW("validation.revocation", CFG_T_ENUM, validation.revocation, CFG_Q("soft")),
+     .names = cfg_revocation_names},
+    {CFG_ROW("validation.revocation_timeout", CFG_T_DURATION, validation.revocation_timeout_ms,
+             CFG_Q("3s")),
+     CFG_RANGE(100, 60 * CFG_SEC)},
+    {CFG_ROW("validation.override", CFG_T_ERRBITS, validation.override,
+             CFG_Q(["expiration", "hostname_mismatch"])),
+     },
+    {CFG_ROW("validation.override_for", CFG_T_DURATION, validation.override_ms, CFG_Q("1h")),
+     CFG_RANGE(CFG_SEC, 7 * CFG_DAY)},
+    {CFG_ROW("validation.ignore", CFG_T_LIST, validation.ignore, "()"),
+     CFG_LIST(validation.n_ignore, struct cfg_ignore, cfg_e_ignore)},
+    {CFG_ROW("validation.cache_entries", CFG_T_UINT, validation.cache_entries, "10000"),
+     CFG_RANGE(0, 1000000)},
+    {CFG_ROW("validation.probe_ttl", CFG_T_DURATION, validation.probe_ttl_ms, CFG_Q("10m")),
+     CFG_RANGE(CFG_SEC, CFG_DAY)},
+    {CFG_ROW("validation.probe_timeout", CFG_T_DURATION, validation.probe_timeout_ms,
+             CFG_Q("5s")),
+     CFG_RANGE(100, 60 * CFG_SEC)},
     {CFG_ROW("pinning.enabled", CFG_T_BOOL, pinning.enabled, "true")},
     {CFG_ROW("pinning.threshold", CFG_T_UINT, pinning.threshold, "3"),
      CFG_RANGE(1, 1000)},
@@ -923,6 +949,31 @@ cfg_list(struct cfg_ctx *x, const struct cfg_key *k, const config_setting_t *s)
     return k->post != NULL ? k->post(x, k, s) : CAT_OK;
 }
 
+/* A list of certificate error names (policy vocabulary) OR-ed into *out. */
+static int
+cfg_errbits(struct cfg_ctx *x, const char *key, const config_setting_t *s, unsigned *out)
+{
+    if (!config_setting_is_array(s) && !config_setting_is_list(s))
+        return cfg_fail(x, s, key, "must be a list of certificate error names");
+    *out = 0;
+    for (int i = 0; i < config_setting_length(s); i++) {
+        const config_setting_t *e = config_setting_get_elem(s, (unsigned)i);
+        const char *v = cfg_get_str(e);
+        unsigned bits = v != NULL ? val_policy_bits(v, strlen(v)) : 0;
+        if (bits == 0) {
+            char q[96];
+            return cfg_fail(x, e, key,
+                            "%s: not an error name (untrusted_issuer, expiration, "
+                            "hostname_mismatch, revocation, all, or one of: "
+                            "missing_intermediate expired not_yet_valid weak_key "
+                            "weak_signature bad_ca bad_eku revoked)",
+                            v != NULL ? cfg_quote(v, q, sizeof(q)) : "not a string");
+        }
+        *out |= bits;
+    }
+    return CAT_OK;
+}
+
 /* Applies setting s (the user's or a default) to the field of row k. */
 static int
 cfg_apply(struct cfg_ctx *x, const struct cfg_key *k, const config_setting_t *s)
@@ -988,6 +1039,8 @@ cfg_apply(struct cfg_ctx *x, const struct cfg_key *k, const config_setting_t *s)
     }
     case CFG_T_LIST:
         return cfg_list(x, k, s);
+    case CFG_T_ERRBITS:
+        return cfg_errbits(x, k->name, s, (unsigned *)f);
     }
     return cfg_fail(x, s, k->name, "internal error: no type");
 }
@@ -1201,6 +1254,37 @@ cfg_e_keyring(struct cfg_ctx *x, const struct cfg_key *k, const config_setting_t
     return kr->dir != NULL ? CAT_OK : cfg_oom(x, k->name);
 }
 
+/* { hosts = [ ... ]; errors = [ ... ]; }: errors to ignore for those sites. */
+static int
+cfg_e_ignore(struct cfg_ctx *x, const struct cfg_key *k, const config_setting_t *e, unsigned i,
+             void *out)
+{
+    static const char *const names[] = {"hosts", "errors", NULL};
+    const config_setting_t *m[2] = {NULL, NULL};
+    struct cfg_ignore *ig = out;
+    if (cfg_members(x, k, e, i, names, m) != CAT_OK)
+        return CAT_ERR;
+    if (!config_setting_is_array(m[0]) && !config_setting_is_list(m[0]))
+        return cfg_fail_elem(x, m[0], k, i, "hosts", "must be a list of host patterns");
+    unsigned n = (unsigned)config_setting_length(m[0]);
+    if (n == 0)
+        return cfg_fail_elem(x, m[0], k, i, "hosts", "must name at least one host");
+    ig->hosts.names = calloc(n, sizeof(char *));
+    if (ig->hosts.names == NULL)
+        return cfg_oom(x, k->name);
+    for (unsigned j = 0; j < n; j++) {
+        const config_setting_t *h = config_setting_get_elem(m[0], j);
+        const char *v = cfg_get_str(h), *why = "must be a string";
+        char q[96];
+        char *p = v != NULL ? cfg_host_pattern(v, &why) : NULL;
+        if (p == NULL)
+            return cfg_fail_elem(x, h, k, i, "hosts", "%s: %s",
+                                 v != NULL ? cfg_quote(v, q, sizeof(q)) : "value", why);
+        ig->hosts.names[ig->hosts.n++] = p;
+    }
+    return cfg_errbits(x, k->name, m[1], &ig->errors);
+}
+
 /* Policy names keyrings, so a name must pick exactly one. */
 static int
 cfg_p_keyrings(struct cfg_ctx *x, const struct cfg_key *k, const config_setting_t *s)
@@ -1342,6 +1426,12 @@ cfg_free(struct cfg *c)
     free(c->tls.ca_file);
     free(c->tls.keylog_file);
     free(c->tls.download_host);
+    for (size_t i = 0; i < c->validation.n_ignore; i++) {
+        for (size_t j = 0; j < c->validation.ignore[i].hosts.n; j++)
+            free(c->validation.ignore[i].hosts.names[j]);
+        free(c->validation.ignore[i].hosts.names);
+    }
+    free(c->validation.ignore);
     free(c->tls.client_ciphers);
     free(c->tls.server_ciphers);
     free(c);

@@ -121,6 +121,29 @@ struct cfg_tls {
     enum cfg_non_http non_http; /* not HTTP inside intercepted TLS: relay it or close */
 };
 
+/* Errors to ignore for some sites (the <ssl> layer's stand-in until the
+ * policy bundle): server.certificate.validate.ignore.* */
+struct cfg_ignore {
+    struct cfg_hostlist hosts;
+    unsigned errors; /* VAL_E_* bits (core/validate.h) */
+};
+
+enum cfg_revocation { CFG_REV_OFF = 0, CFG_REV_SOFT, CFG_REV_HARD };
+
+struct cfg_validation {
+    bool enabled;             /* validate origin certificates at all */
+    bool tunnels;             /* also tunneled ones, with a probe handshake */
+    enum cfg_revocation revocation; /* soft: unknown is logged; hard: unknown is an error */
+    unsigned revocation_timeout_ms;
+    unsigned override;        /* VAL_E_* a user may continue past ("I understand the risk") */
+    unsigned override_ms;     /* how long an override lasts */
+    struct cfg_ignore *ignore; /* owned array */
+    size_t n_ignore;
+    unsigned cache_entries;   /* validation results and probe verdicts */
+    unsigned probe_ttl_ms;    /* how long a probe's verdict is reused */
+    unsigned probe_timeout_ms;
+};
+
 struct cfg_timeouts {
     unsigned connect_ms;     /* TCP connect to an origin or hop */
     unsigned head_ms;        /* a client must send a whole request head within this */
@@ -173,6 +196,7 @@ struct cfg {
     struct cfg_log log;
     struct cfg_tls tls;
     struct cfg_pinning pinning;
+    struct cfg_validation validation;
 };
 
 /**

@@ -21,6 +21,7 @@
 #include "core/page.h"
 #include "core/policy.h"
 #include "core/socks.h"
+#include "core/verify.h"
 #include "core/worker.h"
 #include "emulation/emu.h"
 #include "resolver/res.h"
@@ -50,6 +51,7 @@ static const char *const conn_state_names[CONN_ST_COUNT] = {
     [CONN_ST_POLICY] = "policy",     [CONN_ST_RESOLVE] = "resolve",
     [CONN_ST_CONNECT] = "connect",   [CONN_ST_RESPOND] = "respond",
     [CONN_ST_PEEK_HELLO] = "peek-hello", [CONN_ST_SRV_TLS] = "srv-tls",
+    [CONN_ST_PROBE] = "probe",       [CONN_ST_VALIDATE] = "validate",
     [CONN_ST_EMULATE] = "emulate",   [CONN_ST_CLI_TLS] = "cli-tls",
     [CONN_ST_TUNNEL] = "tunnel",     [CONN_ST_EXCHANGE] = "exchange",
     [CONN_ST_STREAM] = "stream",     [CONN_ST_LINGER] = "linger",
@@ -117,6 +119,8 @@ static conn_state_fn *const conn_states[CONN_ST_COUNT] = {
     [CONN_ST_CONNECT] = conn_st_connect,   [CONN_ST_RESPOND] = conn_st_respond,
     [CONN_ST_PEEK_HELLO] = intercept_st_peek_hello,
     [CONN_ST_SRV_TLS] = intercept_st_srv_tls,
+    [CONN_ST_PROBE] = verify_st_probe,
+    [CONN_ST_VALIDATE] = verify_st_validate,
     [CONN_ST_EMULATE] = intercept_st_emulate,
     [CONN_ST_CLI_TLS] = intercept_st_cli_tls,
     [CONN_ST_TUNNEL] = conn_st_tunnel,     [CONN_ST_EXCHANGE] = conn_st_exchange,
@@ -139,6 +143,12 @@ conn_run(struct conn *c, unsigned ev)
         }
         CAT_ASSERT(c->state != st || (c->flags & CONN_F_CLOSING));
     }
+}
+
+void
+conn_wake(struct conn *c, unsigned ev)
+{
+    conn_run(c, ev);
 }
 
 void
@@ -332,9 +342,9 @@ conn_free(struct conn *c)
     /* TLS sessions go before their emulated leaf (whose CTX they use). */
     conn_side_tls_free(&c->cli);
     conn_side_tls_free(&c->srv);
+    verify_free(c);
     if (c->leaf != NULL)
         emu_leaf_unref(c->leaf);
-    free(c->origin_der);
     free(c->tlog);
     if (c->cli.fd >= 0)
         close(c->cli.fd);
@@ -365,6 +375,10 @@ conn_drain(struct conn *c)
 void
 conn_resolver_changed(struct conn *c)
 {
+    if (c->state == CONN_ST_VALIDATE) {
+        verify_restart(c); /* its revocation check used the old resolver */
+        return;
+    }
     if (c->state != CONN_ST_RESOLVE || c->dns == NULL)
         return;
     /* The old resolver is about to be freed with this query: ask again. */
@@ -640,6 +654,17 @@ conn_request_head(struct conn *c, struct http_head *h)
     }
     if ((c->flags & CONN_F_INTERCEPTED) && conn_target_intercepted(c, h, &u) != CAT_OK)
         return CAT_OK; /* answered with an error page */
+    if (c->flags & CONN_F_EXCEPTION) {
+        /* Intercepted for an exception: a page, the override, or (overridden) on. */
+        snprintf(t->scheme, sizeof(t->scheme), "https");
+        snprintf(t->host, sizeof(t->host), "%s", c->tls_host);
+        t->port = c->tls_port;
+        if (t->path == NULL)
+            t->path = conn_strndup(u.path);
+        int rc = verify_exception_request(c, h, &u);
+        if (rc != CAT_DECLINED)
+            return rc;
+    }
     if (c->lsn_type == CFG_LSN_ADMIN ||
         (h->method != HTTP_M_CONNECT && !(c->flags & CONN_F_INTERCEPTED) &&
          u.host.len > 0 && http_str_eq(u.host, c->cfg->tls.download_host)))
@@ -982,9 +1007,13 @@ conn_st_connect(struct conn *c, unsigned ev)
         }
         c->txn.status = 200;
         c->txn.action = "TCP_TUNNELED";
-        /* Look at the first bytes only when something may be intercepted. */
-        c->after_respond =
-            c->cfg->tls.intercept != CFG_INTERCEPT_NONE ? CONN_ST_PEEK_HELLO : CONN_ST_TUNNEL;
+        /* Look at the first bytes only when something may be intercepted or
+         * checked (a certificate exception needs a keyring for its page). */
+        const struct cfg *cfg = c->cfg;
+        bool look = c->tls->n_keyrings > 0 &&
+                    (cfg->tls.intercept != CFG_INTERCEPT_NONE ||
+                     (cfg->validation.enabled && cfg->validation.tunnels));
+        c->after_respond = look ? CONN_ST_PEEK_HELLO : CONN_ST_TUNNEL;
         conn_set_state(c, CONN_ST_RESPOND);
         return CAT_OK;
     }

@@ -36,7 +36,9 @@ enum conn_state {
     CONN_ST_CONNECT,      /* non-blocking connect() to the origin, one address at a time */
     CONN_ST_RESPOND,      /* writing an answer made here (200 established, error page) */
     CONN_ST_PEEK_HELLO,   /* reading the client's first bytes: a ClientHello? which name? */
+    CONN_ST_PROBE,        /* tunneled site: a probe handshake fetches its certificate */
     CONN_ST_SRV_TLS,      /* TLS handshake towards the origin (we are the client) */
+    CONN_ST_VALIDATE,     /* the origin's chain checked; revocation asked (c->cert->revq) */
     CONN_ST_EMULATE,      /* [transient] emulated certificate for the origin's */
     CONN_ST_CLI_TLS,      /* TLS handshake towards the client with the emulated leaf */
     CONN_ST_TUNNEL,       /* bytes spliced both ways, untouched */
@@ -86,6 +88,8 @@ const char *conn_state_name(enum conn_state s);
 #define CONN_F_LOGGED 0x08u       /* this transaction's access-log line is written */
 #define CONN_F_INTERCEPTED 0x10u  /* the client side speaks TLS with our emulated leaf */
 #define CONN_F_RETUNNEL 0x20u     /* interception abandoned: tunnel on a fresh origin connection */
+#define CONN_F_EXCEPTION 0x40u    /* intercepted only to answer exception pages (c->cert->final) */
+#define CONN_F_OVERRIDDEN 0x80u   /* the user chose to continue past the exception */
 
 /* One side of the connection: the client (cli) or the origin/next hop (srv). */
 struct conn_side {
@@ -122,13 +126,34 @@ struct conn_txn {
     bool expect_continue;
 };
 
+#define CONN_MAX_CHAIN 8
+
+/* The origin's certificate chain and what validation made of it. */
+struct conn_cert {
+    uint8_t *der[CONN_MAX_CHAIN]; /* owned copies, leaf first */
+    size_t len[CONN_MAX_CHAIN];
+    size_t n;
+    bool from_probe;              /* learnt by a probe (the site is tunneled) */
+    bool checked;                 /* val_check ran */
+    bool rev_done;                /* revocation answered (or not asked) */
+    struct rev_query *revq;       /* owned: revocation check in flight */
+    struct probe *probe;          /* owned: probe in flight */
+    int issuer_idx;               /* index of the leaf's issuer in der[], or -1 */
+    const uint8_t *issuer_anchor; /* the issuer when it is a trust anchor (borrowed: store) */
+    size_t issuer_anchor_len;
+    unsigned errors;              /* every error observed (VAL_E_*) */
+    unsigned final;               /* after the policy's ignores */
+    int status;                   /* the exception page's HTTP status */
+    const char *exception;        /* the exception id (static) */
+};
+
 /* What the SSL access log says about a TLS connection (allocated when a
  * ClientHello is seen). Strings from wolfSSL are static; the rest owned here. */
 struct conn_tlslog {
     struct timespec start;
     const char *action;       /* TUNNELED, INTERCEPTED, EXCEPTION, DENIED */
     char cert_hostname[256];
-    char cert_issuer[256];
+    char cert_issuer[384];
     char cert_errors[160];    /* every error observed */
     const char *cert_status;  /* after policy: CERT_VALID, or the first error not ignored */
     const char *cs_version, *cs_cipher; /* static strings from wolfSSL */
@@ -204,10 +229,9 @@ struct conn {
     struct tls_conf *tls;          /* ref: TLS state of the config it started with */
     char tls_host[256];            /* the name intercepted: SNI, else the CONNECT host */
     unsigned tls_port;             /* the CONNECT port */
-    uint8_t *origin_der;           /* owned: the origin's certificate until emulated */
-    size_t origin_der_len;
     struct emu_leaf *leaf;         /* ref: the emulated certificate while cli.ssl lives */
     struct conn_tlslog *tlog;      /* owned: for the SSL access log, or NULL if not TLS */
+    struct conn_cert *cert;        /* owned: the origin's chain and verdict, or NULL */
 };
 
 /** Reads from a side (TLS or plain) into b: > 0, 0 at EOF, CAT_AGAIN, CAT_ERR. */
@@ -228,6 +252,9 @@ conn_side_write(struct conn_side *s, const uint8_t *p, size_t n)
 void conn_accept(struct worker *w, int fd, enum cfg_listener_type type,
                  const struct sockaddr *peer, socklen_t peerlen, struct cfg *cfg,
                  struct tls_conf *tls) CAT_NONNULL(1, 4, 6, 7);
+
+/** Runs the state machine from an asynchronous callback (DNS, probe, revocation). */
+void conn_wake(struct conn *c, unsigned ev) CAT_NONNULL(1);
 
 /**
  * Ends the connection: idempotent, keeps the first error, stops every

@@ -21,6 +21,7 @@
 #include "core/msg.h"
 #include "core/pin.h"
 #include "core/policy.h"
+#include "core/verify.h"
 #include "core/worker.h"
 #include "emulation/emu.h"
 
@@ -157,7 +158,10 @@ intercept_st_peek_hello(struct conn *c, unsigned ev)
     }
     if (!pol_should_intercept(cfg, c->tls_host)) {
         log_debug(LOG_FAC_SSL, c, "%s: tunneled by policy", c->tls_host);
-        conn_set_state(c, CONN_ST_TUNNEL);
+        /* Tunneled, but still checked: a bad certificate turns into an
+         * exception page ("intercept on exception, tunnel otherwise"). */
+        bool check = cfg->validation.enabled && cfg->validation.tunnels && c->tls->n_keyrings > 0;
+        conn_set_state(c, check ? CONN_ST_PROBE : CONN_ST_TUNNEL);
         return CAT_OK;
     }
     log_debug(LOG_FAC_SSL, c, "%s: intercepting", c->tls_host);
@@ -166,45 +170,16 @@ intercept_st_peek_hello(struct conn *c, unsigned ev)
     return CAT_OK;
 }
 
-/* Checks the origin's certificate beyond what wolfSSL verified (chain, dates):
- * the name, and that it is not one of our own. CAT_OK or CAT_ERR with why. */
-static int
-intercept_check_origin(struct conn *c, WOLFSSL_X509 *x, char *why, size_t whylen)
+/* The origin's TLS is too old, or it offers no suite we allow. */
+static bool
+intercept_is_protocol_failure(WOLFSSL *ssl, int ret)
 {
-    const char *name = c->tls_host;
-    int ok;
-    if (intercept_is_ip(name))
-        ok = wolfSSL_X509_check_ip_asc(x, name, 0);
-    else
-        ok = wolfSSL_X509_check_host(x, name, strlen(name), 0, NULL);
-    if (ok != WOLFSSL_SUCCESS) {
-        snprintf(why, whylen, "certificate does not name %s", name);
-        return CAT_ERR;
-    }
-    int len = 0;
-    const unsigned char *der = wolfSSL_X509_get_der(x, &len);
-    if (der == NULL || len <= 0) {
-        snprintf(why, whylen, "no certificate");
-        return CAT_ERR;
-    }
-    /* Our issuer is never an upstream trust anchor: a certificate made by
-     * our own CA coming back from an "origin" is a loop or an attack. */
-    for (size_t i = 0; i < c->tls->n_keyrings; i++) {
-        if (emu_is_own_issue(c->tls->keyrings[i], der, (size_t)len)) {
-            snprintf(why, whylen, "certificate issued by catena's own CA (keyring %s)",
-                     c->tls->keyring_names[i]);
-            return CAT_ERR;
-        }
-    }
-    free(c->origin_der);
-    c->origin_der = malloc((size_t)len);
-    if (c->origin_der == NULL) {
-        snprintf(why, whylen, "out of memory");
-        return CAT_ERR;
-    }
-    memcpy(c->origin_der, der, (size_t)len);
-    c->origin_der_len = (size_t)len;
-    return CAT_OK;
+    int e = wolfSSL_get_error(ssl, ret);
+    WOLFSSL_ALERT_HISTORY h;
+    memset(&h, 0, sizeof(h));
+    wolfSSL_get_alert_history(ssl, &h);
+    return e == VERSION_ERROR || e == MATCH_SUITE_ERROR || h.last_rx.code == protocol_version ||
+           h.last_rx.code == handshake_failure || h.last_rx.code == insufficient_security;
 }
 
 /*
@@ -232,9 +207,10 @@ intercept_abandon_for_client_cert(struct conn *c)
 }
 
 /*
- * Entered with the origin connected (TCP). Handshakes as the client would.
- * Exits: EMULATE (first connection), EXCHANGE (a new origin connection for
- * an already intercepted client), closed (handshake or verification failed).
+ * Entered with the origin connected (TCP). Handshakes as the client would,
+ * without judging the certificate (VALIDATE does).
+ * Exits: VALIDATE, CONNECT (a client-certificate site: tunneled instead),
+ * closed (the handshake failed).
  */
 int
 intercept_st_srv_tls(struct conn *c, unsigned ev)
@@ -271,6 +247,13 @@ intercept_st_srv_tls(struct conn *c, unsigned ev)
         char d[256];
         tls_describe_error(s->ssl, ret, d, sizeof(d));
         log_warn(LOG_FAC_SSL, c, LOG_EVT_SRV_TLS " %s: %s", c->tls_host, d);
+        if (intercept_is_protocol_failure(s->ssl, ret) && c->tls->n_keyrings > 0) {
+            /* No silent downgrade: the user gets a page saying why. */
+            verify_protocol_exception(c);
+            conn_srv_close(c);
+            conn_set_state(c, CONN_ST_VALIDATE);
+            return CAT_OK;
+        }
         c->err = CONN_ERR_SRV_TLS;
         return CAT_ERR;
     }
@@ -278,36 +261,19 @@ intercept_st_srv_tls(struct conn *c, unsigned ev)
     conn_side_want(c, s, 0);
     if (s->tio.client_cert_requested && !(c->flags & CONN_F_INTERCEPTED))
         return intercept_abandon_for_client_cert(c);
-    WOLFSSL_X509 *x = wolfSSL_get_peer_certificate(s->ssl);
-    char why[200] = "no certificate";
-    int rc = x != NULL ? intercept_check_origin(c, x, why, sizeof(why)) : CAT_ERR;
-    if (x != NULL && c->tlog != NULL) {
-        wolfSSL_X509_NAME_get_text_by_NID(wolfSSL_X509_get_subject_name(x), NID_commonName,
-                                          c->tlog->cert_hostname,
-                                          (int)sizeof(c->tlog->cert_hostname));
-        wolfSSL_X509_NAME_oneline(wolfSSL_X509_get_issuer_name(x), c->tlog->cert_issuer,
-                                  (int)sizeof(c->tlog->cert_issuer));
+    if (c->tlog != NULL) {
         c->tlog->rs_version = wolfSSL_get_version(s->ssl);
         c->tlog->rs_cipher = wolfSSL_get_cipher(s->ssl);
-    }
-    wolfSSL_X509_free(x);
-    if (rc != CAT_OK) {
-        log_warn(LOG_FAC_SSL, c, LOG_EVT_SRV_TLS " %s: %s", c->tls_host, why);
-        c->err = CONN_ERR_SRV_TLS;
-        return CAT_ERR;
     }
     log_debug(LOG_FAC_SSL, c, "origin TLS up: %s %s", wolfSSL_get_version(s->ssl),
               wolfSSL_get_cipher(s->ssl));
     c->srv_fresh = true;
     c->srv_reusable = true;
-    if (c->flags & CONN_F_INTERCEPTED) {
-        free(c->origin_der);
-        c->origin_der = NULL;
-        msg_exchange_start(c, false);
-        conn_set_state(c, CONN_ST_EXCHANGE);
-        return CAT_OK;
+    if (verify_take_chain(c) != CAT_OK) {
+        c->err = CONN_ERR_NOMEM;
+        return CAT_ERR;
     }
-    conn_set_state(c, CONN_ST_EMULATE);
+    conn_set_state(c, CONN_ST_VALIDATE);
     return CAT_OK;
 }
 
@@ -327,13 +293,23 @@ intercept_st_emulate(struct conn *c, unsigned ev)
                  c->tls->n_keyrings ? c->tls->keyring_names[0] : "default");
         p.crl_url = crl;
     }
+    const uint8_t *der = NULL;
+    size_t der_len = 0;
+    if (c->flags & CONN_F_EXCEPTION) {
+        /* Only for the exception page: a certificate for the requested name
+         * made from our issuer, never one mimicking the refused certificate. */
+        if (e != NULL)
+            der = emu_issuer_der(e, &der_len);
+        p.hostname = c->tls_host;
+    } else if (c->cert != NULL && c->cert->n > 0) {
+        der = c->cert->der[0];
+        der_len = c->cert->len[0];
+    }
     bool cached = false;
-    char err[256] = "no keyring";
-    c->leaf = e != NULL ? emu_leaf_get(e, c->origin_der, c->origin_der_len, &p, &cached, err,
-                                       sizeof(err))
-                        : NULL;
-    free(c->origin_der);
-    c->origin_der = NULL;
+    char err[256] = "no keyring or no origin certificate";
+    c->leaf = e != NULL && der != NULL
+                  ? emu_leaf_get(e, der, der_len, &p, &cached, err, sizeof(err))
+                  : NULL;
     if (c->leaf == NULL) {
         log_err(LOG_FAC_SSL, c, "cannot emulate the certificate of %s: %s", c->tls_host, err);
         c->err = CONN_ERR_EMULATE;

@@ -10,6 +10,8 @@
 #include "core/tls.h"
 
 #include <errno.h>
+#include <pthread.h>
+#include <time.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
@@ -66,6 +68,12 @@ probe_finish(struct probe *p, const char *err, int tls_error)
         r.cipher = wolfSSL_get_cipher(p->ssl);
     }
     r.client_cert_requested = p->tio.client_cert_requested;
+    if (p->ssl != NULL && tls_error != 0) {
+        WOLFSSL_ALERT_HISTORY h;
+        memset(&h, 0, sizeof(h));
+        if (wolfSSL_get_alert_history(p->ssl, &h) == WOLFSSL_SUCCESS)
+            r.alert_rx = h.last_rx.code;
+    }
     ev_io_stop(p->loop, &p->io);
     ev_timer_stop(p->loop, &p->timer);
     p->cb(p->arg, &r);
@@ -187,4 +195,136 @@ probe_cancel(struct probe *p)
 {
     if (p != NULL)
         probe_free(p);
+}
+
+/* ---- the verdict cache ------------------------------------------------------ */
+
+struct probe_entry {
+    char *key;                  /* owned */
+    struct probe_verdict v;
+    double expires;             /* CLOCK_MONOTONIC seconds */
+    struct probe_entry *hnext;  /* hash chain */
+    struct probe_entry *prev, *next; /* LRU: head is the most recent */
+};
+
+#define PROBE_BUCKETS 4096
+
+static pthread_mutex_t probe_mtx = PTHREAD_MUTEX_INITIALIZER;
+static struct probe_entry *probe_table[PROBE_BUCKETS];
+static struct probe_entry *probe_lru_head, *probe_lru_tail;
+static unsigned probe_entries;
+
+static double
+probe_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static unsigned
+probe_hash(const char *s)
+{
+    unsigned h = 2166136261u; /* FNV-1a: keys are names we checked, not attacker-sized */
+    for (; *s; s++)
+        h = (h ^ (unsigned char)*s) * 16777619u;
+    return h % PROBE_BUCKETS;
+}
+
+static void
+probe_lru_unlink(struct probe_entry *e)
+{
+    if (e->prev != NULL)
+        e->prev->next = e->next;
+    else
+        probe_lru_head = e->next;
+    if (e->next != NULL)
+        e->next->prev = e->prev;
+    else
+        probe_lru_tail = e->prev;
+    e->prev = e->next = NULL;
+}
+
+static void
+probe_lru_push(struct probe_entry *e)
+{
+    e->next = probe_lru_head;
+    if (probe_lru_head != NULL)
+        probe_lru_head->prev = e;
+    probe_lru_head = e;
+    if (probe_lru_tail == NULL)
+        probe_lru_tail = e;
+}
+
+/* Removes e from the hash and the LRU and frees it. Locked. */
+static void
+probe_entry_drop(struct probe_entry *e)
+{
+    struct probe_entry **pp = &probe_table[probe_hash(e->key)];
+    while (*pp != e)
+        pp = &(*pp)->hnext;
+    *pp = e->hnext;
+    probe_lru_unlink(e);
+    free(e->key);
+    free(e);
+    probe_entries--;
+}
+
+static struct probe_entry *
+probe_find(const char *key)
+{
+    for (struct probe_entry *e = probe_table[probe_hash(key)]; e != NULL; e = e->hnext)
+        if (strcmp(e->key, key) == 0)
+            return e;
+    return NULL;
+}
+
+bool
+probe_cache_get(const char *key, struct probe_verdict *v)
+{
+    bool hit = false;
+    pthread_mutex_lock(&probe_mtx);
+    struct probe_entry *e = probe_find(key);
+    if (e != NULL && e->expires <= probe_now()) {
+        probe_entry_drop(e);
+        e = NULL;
+    }
+    if (e != NULL) {
+        *v = e->v;
+        probe_lru_unlink(e);
+        probe_lru_push(e);
+        hit = true;
+    }
+    pthread_mutex_unlock(&probe_mtx);
+    return hit;
+}
+
+void
+probe_cache_put(const char *key, const struct probe_verdict *v, unsigned ttl_ms,
+                unsigned max_entries)
+{
+    if (max_entries == 0)
+        return;
+    pthread_mutex_lock(&probe_mtx);
+    struct probe_entry *e = probe_find(key);
+    if (e == NULL) {
+        e = calloc(1, sizeof(*e));
+        if (e == NULL || (e->key = strdup(key)) == NULL) {
+            free(e);
+            pthread_mutex_unlock(&probe_mtx);
+            return;
+        }
+        unsigned h = probe_hash(key);
+        e->hnext = probe_table[h];
+        probe_table[h] = e;
+        probe_entries++;
+    } else {
+        probe_lru_unlink(e);
+    }
+    e->v = *v;
+    e->expires = probe_now() + ttl_ms / 1000.0;
+    probe_lru_push(e);
+    while (probe_entries > max_entries && probe_lru_tail != NULL)
+        probe_entry_drop(probe_lru_tail);
+    pthread_mutex_unlock(&probe_mtx);
 }

@@ -26,6 +26,7 @@ struct probe;
 struct probe_result {
     const char *err;                 /* NULL on success, else why it failed */
     int tls_error;                   /* wolfSSL's error code on a failed handshake, or 0 */
+    int alert_rx;                    /* the alert the server sent, or 0 */
     const uint8_t *ders[PROBE_MAX_CERTS];
     size_t lens[PROBE_MAX_CERTS];
     size_t n;                        /* certificates, leaf first */
@@ -46,5 +47,23 @@ struct probe *probe_start(struct ev_loop *loop, WOLFSSL_CTX *ctx, const struct s
 
 /** Stops a probe: no callback after it returns. p may be NULL. */
 void probe_cancel(struct probe *p);
+
+/*
+ * Verdicts of probes, shared by all workers (bounded LRU with a TTL), so a
+ * site costs one probe per TTL however many connections go to it. The key
+ * names the site as the client asked for it and the address connected to.
+ */
+struct probe_verdict {
+    unsigned errors;      /* VAL_E_* observed (before policy) */
+    bool client_cert;     /* the server asked for a client certificate */
+    char cn[256];         /* for the SSL log */
+    char issuer[384];
+};
+
+/** Copies the verdict for key into *v if one is cached and fresh. */
+bool probe_cache_get(const char *key, struct probe_verdict *v) CAT_NONNULL(1, 2);
+/** Stores a verdict for ttl_ms, evicting the least recently used beyond max_entries. */
+void probe_cache_put(const char *key, const struct probe_verdict *v, unsigned ttl_ms,
+                     unsigned max_entries) CAT_NONNULL(1, 2);
 
 #endif

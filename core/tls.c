@@ -16,6 +16,7 @@
 #include "core/tls.h"
 
 #include "core/log.h"
+#include "core/validate.h"
 #include "emulation/emu.h"
 
 #include <errno.h>
@@ -27,8 +28,6 @@
 #include <unistd.h>
 
 #include <ev.h>
-
-#define TLS_SYSTEM_CAS "/etc/ssl/certs/ca-certificates.crt"
 
 /* No SHA-1, no DSA. */
 static const char tls_sigalgs[] = "ECDSA+SHA256:ECDSA+SHA384:ECDSA+SHA512:"
@@ -388,23 +387,10 @@ tls_srv_ctx_new(const struct cfg *cfg, char *err, size_t errlen)
         snprintf(err, errlen, "cannot set the TLS signature algorithms");
         goto fail;
     }
-    bool any = false;
-    if (cfg->tls.use_system_cas && access(TLS_SYSTEM_CAS, R_OK) == 0) {
-        if (wolfSSL_CTX_load_verify_locations(ctx, TLS_SYSTEM_CAS, NULL) != WOLFSSL_SUCCESS)
-            log_warn(LOG_FAC_SSL, NULL, "some certificates of %s could not be loaded",
-                     TLS_SYSTEM_CAS);
-        any = true;
-    }
-    if (cfg->tls.ca_file != NULL) {
-        if (wolfSSL_CTX_load_verify_locations(ctx, cfg->tls.ca_file, NULL) != WOLFSSL_SUCCESS) {
-            snprintf(err, errlen, "tls.ca_file: %s: no usable CA certificate", cfg->tls.ca_file);
-            goto fail;
-        }
-        any = true;
-    }
-    if (!any)
-        log_warn(LOG_FAC_SSL, NULL, "no trusted CA for origins: every intercepted origin will fail");
-    wolfSSL_CTX_set_verify(ctx, WOLFSSL_VERIFY_PEER, NULL);
+    /* The handshake never fails for certificate reasons: catena validates
+     * the chain itself afterwards (validate.c) and decides: tunnel,
+     * intercept, or an exception page. */
+    wolfSSL_CTX_set_verify(ctx, WOLFSSL_VERIFY_NONE, NULL);
     wolfSSL_CTX_set_client_cert_cb(ctx, tls_client_cert_cb);
     return ctx;
 fail:
@@ -517,6 +503,23 @@ tls_conf_new(struct cfg *cfg, char *err, size_t errlen)
     t->srv_ctx = tls_srv_ctx_new(cfg, err, errlen);
     if (t->srv_ctx == NULL)
         goto fail;
+    const char *files[1] = {cfg->tls.ca_file};
+    struct val_store_opts vo = {
+        .use_system = cfg->tls.use_system_cas,
+        .files = files,
+        .n_files = cfg->tls.ca_file != NULL ? 1 : 0,
+        .cache_entries = cfg->validation.cache_entries,
+    };
+    char verr[300];
+    t->trust = val_store_new(&vo, verr, sizeof(verr));
+    if (t->trust == NULL) {
+        snprintf(err, errlen, "trust store: %s", verr);
+        goto fail;
+    }
+    struct val_stats vs;
+    val_store_stats(t->trust, &vs);
+    if (vs.anchors == 0)
+        log_warn(LOG_FAC_SSL, NULL, "no trusted CA for origins: every certificate is untrusted");
     /* Refuse a client-side setting now rather than at the first interception. */
     WOLFSSL_CTX *probe = wolfSSL_CTX_new(wolfSSLv23_server_method());
     int ok = probe != NULL && tls_leaf_ctx_setup(&cfg->tls, probe) == CAT_OK;
@@ -575,6 +578,7 @@ tls_conf_unref(struct tls_conf *t)
         return;
     if (t->srv_ctx != NULL)
         wolfSSL_CTX_free(t->srv_ctx);
+    val_store_free(t->trust);
     free(t->keyrings);
     free(t->keyring_names);
     cfg_unref(t->cfg);

@@ -25,11 +25,13 @@
 #include <wolfssl/ssl.h>
 
 struct emu;
+struct val_store;
 
 /* What a config snapshot needs for TLS: built once, shared read-only by workers. */
 struct tls_conf {
     atomic_int refs;
-    WOLFSSL_CTX *srv_ctx;        /* owned: origin side, catena as client */
+    WOLFSSL_CTX *srv_ctx;        /* owned: origin side, catena as client (does not verify) */
+    struct val_store *trust;     /* owned: trust anchors for origins, results cache */
     struct emu **keyrings;       /* borrowed from the process-wide keyring registry */
     char **keyring_names;        /* borrowed: cfg's names, same order */
     size_t n_keyrings;

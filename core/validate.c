@@ -52,7 +52,28 @@ static const char *const val_error_names[] = {
     "bad_eku",
     "hostname_mismatch",
     "revoked",
+    "revocation_unknown",
+    "protocol_insecure",
 };
+
+/* The names policy uses for groups of errors (server.certificate.validate.ignore.*). */
+unsigned
+val_policy_bits(const char *name, size_t len)
+{
+    static const struct {
+        const char *name;
+        unsigned bits;
+    } groups[] = {
+        {"untrusted_issuer", VAL_E_UNTRUSTED | VAL_E_MISSING_INTERMEDIATE},
+        {"expiration", VAL_E_EXPIRED | VAL_E_NOT_YET_VALID},
+        {"revocation", VAL_E_REVOKED | VAL_E_REVOCATION_UNKNOWN},
+        {"all", VAL_E_ALL},
+    };
+    for (size_t i = 0; i < CAT_ARRAY_LEN(groups); i++)
+        if (strlen(groups[i].name) == len && memcmp(groups[i].name, name, len) == 0)
+            return groups[i].bits;
+    return val_error_bit(name, len);
+}
 
 const char *
 val_errors_str(unsigned errors, char *buf, size_t cap)

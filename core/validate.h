@@ -37,7 +37,9 @@
 #define VAL_E_BAD_EKU (1u << 7)              /* bad_eku: not for TLS servers */
 #define VAL_E_HOSTNAME (1u << 8)             /* hostname_mismatch: set by the caller */
 #define VAL_E_REVOKED (1u << 9)              /* revoked: set by the revocation module */
-#define VAL_E_ALL ((1u << 10) - 1)
+#define VAL_E_REVOCATION_UNKNOWN (1u << 10)  /* revocation_unknown: no source answered (hard fail) */
+#define VAL_E_PROTOCOL (1u << 11)            /* protocol_insecure: the origin's TLS is too old */
+#define VAL_E_ALL ((1u << 12) - 1)
 
 /*
  * Semantics (browser-like; the details are at val_path_errors in validate.c):
@@ -159,5 +161,9 @@ const char *val_errors_str(unsigned errors, char *buf, size_t cap) CAT_NONNULL(2
 
 /** The bit of one error name (len bytes, no NUL needed); 0 if unknown. */
 unsigned val_error_bit(const char *name, size_t len) CAT_NONNULL(1);
+
+/** Bits of a policy name: an error name, or a group ("untrusted_issuer" with
+ * missing_intermediate, "expiration", "revocation", "all"); 0 if unknown. */
+unsigned val_policy_bits(const char *name, size_t len) CAT_NONNULL(1);
 
 #endif

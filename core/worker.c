@@ -16,6 +16,7 @@
 #include "core/log.h"
 #include "core/page.h"
 #include "core/tls.h"
+#include "core/revoke.h"
 #include "resolver/res.h"
 
 #include <arpa/inet.h>
@@ -298,10 +299,14 @@ worker_apply_update(struct worker *w, struct worker_update *u)
     if (r == NULL) {
         log_err(LOG_FAC_MAIN, NULL, "worker %u: resolver: %s; keeping the old one", w->idx, err);
     } else {
+        /* Revocation checks use the resolver: they restart with it. */
         struct res *old_res = w->res;
+        struct rev_ctx *old_rev = w->rev;
         w->res = r;
+        w->rev = rev_ctx_new(w->loop, r, w->cfg->validation.revocation_timeout_ms);
         for (struct conn *c = w->conns; c != NULL; c = c->next)
             conn_resolver_changed(c);
+        rev_ctx_free(old_rev);
         res_free(old_res);
     }
     if (old != NULL)
@@ -367,6 +372,8 @@ worker_main(void *arg)
         worker_lsn_stop(w, &w->lsns[i], true);
     free(w->lsns);
     w->lsns = NULL;
+    rev_ctx_free(w->rev);
+    w->rev = NULL;
     res_free(w->res);
     w->res = NULL;
     return NULL;
@@ -406,6 +413,11 @@ workers_start(struct cfg *cfg, struct tls_conf *tls, char *err, size_t errlen)
         w->res = res_new(w->loop, &cfg->resolver, err, errlen);
         if (w->res == NULL)
             return CAT_ERR;
+        w->rev = rev_ctx_new(w->loop, w->res, cfg->validation.revocation_timeout_ms);
+        if (w->rev == NULL) {
+            snprintf(err, errlen, "out of memory");
+            return CAT_ERR;
+        }
         /* The resolver exists, so the update only sets config and sockets. */
         struct worker_update *u = ups[i];
         w->cfg = u->cfg;

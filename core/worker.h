@@ -23,6 +23,7 @@
 struct conn;
 struct res;
 struct tls_conf;
+struct rev_ctx;
 
 /* One listening socket of one worker. */
 struct lsn {
@@ -58,6 +59,7 @@ struct worker {
     struct cfg *cfg;             /* ref: config for new connections */
     struct tls_conf *tls;        /* ref: its TLS state */
     struct res *res;             /* owned: resolver built from cfg->resolver */
+    struct rev_ctx *rev;         /* owned: revocation checks on this loop (uses res) */
     struct lsn *lsns;            /* owned array */
     size_t n_lsns;
     bool draining;

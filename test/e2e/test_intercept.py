@@ -552,16 +552,22 @@ def test_client_refuses_our_certificate(make_intercepting, origins, keyring, ver
     _still_serves(node, origins, keyring)
 
 
-@pytest.mark.parametrize("name", ["expired.test", "untrusted.test", "wronghost.test"])
-def test_origin_certificate_refused(make_intercepting, origins, keyring, name):
+@pytest.mark.parametrize("name,status,exc", [
+    ("expired.test", 503, "ssl_server_cert_expired"),
+    ("untrusted.test", 503, "ssl_server_cert_untrusted_issuer"),
+    ("wronghost.test", 409, "ssl_domain_invalid")])
+def test_origin_certificate_refused(make_intercepting, origins, keyring, name, status, exc):
+    """A bad origin certificate never reaches the client: catena answers an exception page
+    (over a certificate for the requested name) instead of the content."""
     node = make_intercepting()
     mark = node.event_mark()
     r = http.curl(origins.tls_url("/small.txt", name=name), proxy_port=node.port,
                   cacert=keyring.root_cert, max_time=20)
-    assert r.rc != 0 and not r.body, "a bad origin certificate (%s) was accepted: %r" % (name, r)
-    e = node.wait_event(SRV_TLS + r" %s" % re.escape(name), since=mark)
+    http.assert_exception_page(r, status, exc)
+    assert origins.files.path("small.txt").read_bytes() not in r.body
+    e = node.wait_event(r"certificate of %s refused" % re.escape(name), since=mark)
     assert e.level == "warning", e.raw
-    assert not node.access_log().find(s_action="TCP_INTERCEPTED", cs_host=name)
+    node.wait_access(cs_host=name, x_exception_id=exc)
     _still_serves(node, origins, keyring)
 
 
@@ -585,8 +591,9 @@ def test_origin_certificate_from_own_keyring_refused(make_intercepting, origins,
         # ...but catena refuses it.
         r = http.curl("https://origin.test:%d/" % srv.port, proxy_port=node.port,
                       cacert=keyring.root_cert, max_time=20)
-        assert r.rc != 0, "catena accepted an origin certificate of its own issuer: %r" % r
-        e = node.wait_event(SRV_TLS + r" origin\.test", since=mark)
+        http.assert_exception_page(r, 503, "ssl_server_cert_untrusted_issuer")
+        e = node.wait_event(r"origin\.test presented a certificate issued by catena's own CA",
+                            since=mark)
         assert e.level == "warning", e.raw
         _still_serves(node, origins, keyring)
     finally:

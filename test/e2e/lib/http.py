@@ -318,6 +318,18 @@ class CurlResult:
     def header(self, name):
         return self.final.header(name) if self.final else None
 
+    # The same views as a Response, so assert_exception_page takes either.
+    @property
+    def reason(self):
+        return self.final.reason if self.final else ""
+
+    @property
+    def headers(self):
+        return self.final.headers if self.final else []
+
+    def text(self):
+        return self.body.decode("utf-8", "replace")
+
     def check(self):
         assert self.rc == 0, "curl failed (exit %d): %s\n%s" % (self.rc, " ".join(self.argv),
                                                                 self.stderr[-3000:])
