@@ -21,6 +21,7 @@
 #include <wolfssl/wolfcrypt/sha256.h>
 
 int ctl_bundle(int argc, char **argv); /* contrib/catenactl/bundle.c */
+int ctl_policy(int argc, char **argv); /* contrib/catenactl/policy.c */
 
 #define CTL_OK 0
 #define CTL_FAIL 1
@@ -336,6 +337,8 @@ main(int argc, char **argv)
     }
     if (strcmp(argv[1], "ca") == 0)
         return ctl_ca(argc - 2, argv + 2);
+    if (strcmp(argv[1], "policy") == 0)
+        return ctl_policy(argc - 2, argv + 2); /* contrib/catenactl/policy.c */
     if (strcmp(argv[1], "bundle") == 0)
         return ctl_bundle(argc - 2, argv + 2);
     return ctl_usage_err("unknown command '%s'", argv[1]);
