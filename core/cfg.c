@@ -111,7 +111,7 @@ static const char *const cfg_lsn_names[] = {"http", "socks5", "transparent", "ad
 
 static cfg_check_fn cfg_chk_node_name, cfg_chk_url;
 static cfg_elem_fn cfg_e_net, cfg_e_port, cfg_e_server, cfg_e_host, cfg_e_listener, cfg_e_keyring,
-    cfg_e_ignore;
+    cfg_e_ignore, cfg_e_path, cfg_e_realm;
 static cfg_post_fn cfg_p_listeners, cfg_p_keyrings;
 
 /* Designated initializers only: -Wextra flags partly positional ones. */
@@ -247,6 +247,17 @@ static const struct cfg_key cfg_keys[] = {
     {CFG_ROW("validation.probe_timeout", CFG_T_DURATION, validation.probe_timeout_ms,
              CFG_Q("5s")),
      CFG_RANGE(100, 60 * CFG_SEC)},
+    {CFG_ROW("bundle.file", CFG_T_PATH, bundle.file, NULL), .flags = CFG_F_EMPTY_NULL},
+    {CFG_ROW("bundle.keys", CFG_T_LIST, bundle.keys, "[]"),
+     .max = CFG_MAX_BUNDLE_KEYS, CFG_LIST(bundle.n_keys, char *, cfg_e_path)},
+    {CFG_ROW("bundle.store", CFG_T_PATH, bundle.store, NULL), .flags = CFG_F_EMPTY_NULL},
+    {CFG_ROW("bundle.pull_url", CFG_T_STR, bundle.pull_url, NULL), .max = 2048,
+     .flags = CFG_F_EMPTY_NULL, .check = cfg_chk_url},
+    {CFG_ROW("bundle.pull_interval", CFG_T_DURATION, bundle.pull_interval_ms, CFG_Q("5m")),
+     CFG_RANGE(CFG_SEC, CFG_DAY)},
+    {CFG_ROW("realms", CFG_T_LIST, realms, "()"),
+     CFG_LIST(n_realms, struct cfg_realm, cfg_e_realm)},
+    {CFG_ROW("admin.token_file", CFG_T_PATH, admin_token_file, NULL), .flags = CFG_F_EMPTY_NULL},
     {CFG_ROW("pinning.enabled", CFG_T_BOOL, pinning.enabled, "true")},
     {CFG_ROW("pinning.threshold", CFG_T_UINT, pinning.threshold, "3"),
      CFG_RANGE(1, 1000)},
@@ -1254,6 +1265,49 @@ cfg_e_keyring(struct cfg_ctx *x, const struct cfg_key *k, const config_setting_t
     return kr->dir != NULL ? CAT_OK : cfg_oom(x, k->name);
 }
 
+/* A path in a list, relative to the config's directory. */
+static int
+cfg_e_path(struct cfg_ctx *x, const struct cfg_key *k, const config_setting_t *e, unsigned i,
+           void *out)
+{
+    const char *v = cfg_get_str(e);
+    if (v == NULL || v[0] == '\0' || cfg_has_ctl(v))
+        return cfg_fail_elem(x, e, k, i, NULL, "must be a file name");
+    *(char **)out = cfg_path(x, v);
+    return *(char **)out != NULL ? CAT_OK : cfg_oom(x, k->name);
+}
+
+/* { name = "corp"; type = "local"; users_file = "users.txt"; } */
+static int
+cfg_e_realm(struct cfg_ctx *x, const struct cfg_key *k, const config_setting_t *e, unsigned i,
+            void *out)
+{
+    static const char *const names[] = {"name", "type", "users_file", NULL};
+    const config_setting_t *m[3] = {NULL, NULL, NULL};
+    struct cfg_realm *r = out;
+    if (cfg_members(x, k, e, i, names, m) != CAT_OK)
+        return CAT_ERR;
+    const char *name = cfg_get_str(m[0]);
+    size_t n = name != NULL ? strlen(name) : 0;
+    bool ok = n > 0 && n <= 64;
+    for (size_t j = 0; ok && j < n; j++)
+        ok = cfg_word_char(name[j]);
+    if (!ok)
+        return cfg_fail_elem(x, m[0], k, i, "name",
+                             "must be 1..64 letters, digits, '.', '-' or '_'");
+    if ((r->name = strdup(name)) == NULL)
+        return cfg_oom(x, k->name);
+    const char *type = cfg_get_str(m[1]);
+    if (type == NULL || strcasecmp(type, "local") != 0)
+        return cfg_fail_elem(x, m[1], k, i, "type", "must be \"local\"");
+    r->type = CFG_REALM_LOCAL;
+    const char *f = cfg_get_str(m[2]);
+    if (f == NULL || f[0] == '\0' || cfg_has_ctl(f))
+        return cfg_fail_elem(x, m[2], k, i, "users_file", "must be a file name");
+    r->users_file = cfg_path(x, f);
+    return r->users_file != NULL ? CAT_OK : cfg_oom(x, k->name);
+}
+
 /* { hosts = [ ... ]; errors = [ ... ]; }: errors to ignore for those sites. */
 static int
 cfg_e_ignore(struct cfg_ctx *x, const struct cfg_key *k, const config_setting_t *e, unsigned i,
@@ -1432,6 +1486,18 @@ cfg_free(struct cfg *c)
         free(c->validation.ignore[i].hosts.names);
     }
     free(c->validation.ignore);
+    free(c->bundle.file);
+    for (size_t i = 0; i < c->bundle.n_keys; i++)
+        free(c->bundle.keys[i]);
+    free(c->bundle.keys);
+    free(c->bundle.store);
+    free(c->bundle.pull_url);
+    for (size_t i = 0; i < c->n_realms; i++) {
+        free(c->realms[i].name);
+        free(c->realms[i].users_file);
+    }
+    free(c->realms);
+    free(c->admin_token_file);
     free(c->tls.client_ciphers);
     free(c->tls.server_ciphers);
     free(c);

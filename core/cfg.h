@@ -144,6 +144,27 @@ struct cfg_validation {
     unsigned probe_timeout_ms;
 };
 
+#define CFG_MAX_BUNDLE_KEYS 8
+
+/* Where the policy bundle comes from and who may sign it. */
+struct cfg_bundle {
+    char *file;            /* owned or NULL: a bundle file to run */
+    char **keys;           /* owned: public key files trusted to sign bundles */
+    size_t n_keys;
+    char *store;           /* owned or NULL: where pushed or pulled bundles are kept */
+    char *pull_url;        /* owned or NULL: an upstream node's http://.../bundle */
+    unsigned pull_interval_ms;
+};
+
+/* An authentication realm for authenticate(name) in the policy. */
+enum cfg_realm_type { CFG_REALM_LOCAL = 0 };
+
+struct cfg_realm {
+    char *name;            /* owned */
+    enum cfg_realm_type type;
+    char *users_file;      /* owned: "user:crypt-hash" lines */
+};
+
 struct cfg_timeouts {
     unsigned connect_ms;     /* TCP connect to an origin or hop */
     unsigned head_ms;        /* a client must send a whole request head within this */
@@ -197,6 +218,10 @@ struct cfg {
     struct cfg_tls tls;
     struct cfg_pinning pinning;
     struct cfg_validation validation;
+    struct cfg_bundle bundle;
+    struct cfg_realm *realms;      /* owned array */
+    size_t n_realms;
+    char *admin_token_file;        /* owned or NULL: bearer token for admin writes */
 };
 
 /**

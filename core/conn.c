@@ -16,6 +16,7 @@
 #include "core/conn.h"
 
 #include "core/admin.h"
+#include "core/auth.h"
 #include "core/intercept.h"
 #include "core/msg.h"
 #include "core/page.h"
@@ -267,6 +268,7 @@ conn_accept(struct worker *w, int fd, enum cfg_listener_type type, const struct 
     c->lsn_type = type;
     c->cfg = cfg_ref(cfg);
     c->tls = tls_conf_ref(tls);
+    c->pol = pol_current();
     memcpy(&c->cli_addr, peer, CAT_MIN((size_t)peerlen, sizeof(c->cli_addr)));
     socklen_t llen = sizeof(c->local_addr);
     if (getsockname(fd, (struct sockaddr *)&c->local_addr, &llen) == -1)
@@ -359,6 +361,7 @@ conn_free(struct conn *c)
     free(c->addrs);
     conn_txn_reset(c);
     tls_conf_unref(c->tls);
+    pol_unref(c->pol);
     cfg_unref(c->cfg);
     free(c);
 }
@@ -427,6 +430,7 @@ conn_log_tls(struct conn *c)
         .sc_bytes = g->sc_bytes + c->cli.bytes_out,
         .cs_bytes = g->cs_bytes + c->cli.bytes_in,
         .detail = g->detail,
+        .username = c->user[0] ? c->user : NULL,
     };
     if (c->tunnel != NULL) {
         t.sc_bytes += c->tunnel->moved[RELAY_S2C];
@@ -480,6 +484,7 @@ conn_log_txn(struct conn *c)
     t.query = c->txn.query;
     t.user_agent = c->txn.user_agent;
     t.exception_id = c->txn.exception;
+    t.username = c->user[0] ? c->user : NULL;
     if (c->tunnel != NULL) {
         t.cs_bytes = c->cli.bytes_in + c->tunnel->moved[RELAY_C2S];
         t.sc_bytes = c->cli.bytes_out + c->tunnel->moved[RELAY_S2C];
@@ -593,6 +598,121 @@ conn_target_intercepted(struct conn *c, const struct http_head *h, struct http_u
     return CAT_OK;
 }
 
+/* request.header.NAME= for the policy: the parsed head is the callback's arg. */
+static const char *
+conn_cpl_header(void *arg, const char *name, size_t *len)
+{
+    const struct http_hdr *x = http_find(arg, name);
+    if (x == NULL)
+        return NULL;
+    *len = x->value.len;
+    return x->value.p;
+}
+
+void
+conn_cpl_txn(const struct conn *c, struct cpl_txn *t, const struct http_head *h)
+{
+    memset(t, 0, sizeof(*t));
+    t->client = (const struct sockaddr *)&c->cli_addr;
+    if (c->local_addr.ss_family == AF_INET)
+        t->proxy_port = ntohs(((const struct sockaddr_in *)&c->local_addr)->sin_port);
+    else if (c->local_addr.ss_family == AF_INET6)
+        t->proxy_port = ntohs(((const struct sockaddr_in6 *)&c->local_addr)->sin6_port);
+    t->client_protocol = c->lsn_type == CFG_LSN_SOCKS5 ? "socks" : "http";
+    if (c->srv_addr.ss_family != AF_UNSPEC)
+        t->url_address = (const struct sockaddr *)&c->srv_addr;
+    t->user = c->user[0] ? c->user : NULL;
+    if (h != NULL) {
+        t->header = conn_cpl_header;
+        t->header_arg = (void *)h;
+    }
+}
+
+/*
+ * The <proxy> layers for a request (h: its head, for request.header=; NULL
+ * for SOCKS), and authentication when they ask for it. CAT_OK: go on;
+ * CAT_DECLINED: answered (407), the state changed.
+ */
+static int
+conn_policy_proxy(struct conn *c, const struct http_head *h)
+{
+    struct conn_txn *x = &c->txn;
+    char url[2048];
+    snprintf(url, sizeof(url), "%s://%s:%u%s%s", x->scheme, x->host, x->port,
+             x->path ? x->path : "", x->query ? x->query : "");
+    struct cpl_txn t;
+    conn_cpl_txn(c, &t, h);
+    if (c->flags & CONN_F_INTERCEPTED)
+        t.client_protocol = "https";
+    t.method = x->method_str;
+    t.url_scheme = x->scheme;
+    t.url_host = x->host;
+    t.url_port = x->port;
+    t.url_path = x->path;
+    t.url = url;
+    t.server_url_host = x->host;
+    /* A new request: the <proxy> verdict is its own. */
+    c->pd.allow = CPL_UNSET;
+    c->pd.deny_reason = NULL;
+    c->pd.deny_unauthorized = false;
+    c->pd.realm = NULL;
+    pol_eval(c->pol, CPL_L_PROXY, &t, &c->pd);
+    if (c->pd.realm == NULL && !c->pd.deny_unauthorized)
+        return CAT_OK;
+    if (c->user[0] != '\0')
+        return CAT_OK; /* authenticated earlier on this connection */
+    struct auth_realm *r = c->pd.realm ? tls_realm(c->tls, c->pd.realm) : NULL;
+    if (r == NULL && c->tls->n_realms > 0)
+        r = c->tls->realms[0];
+    if (r == NULL) {
+        log_err(LOG_FAC_MAIN, c, "policy asks for realm %s, which the node config does not define",
+                c->pd.realm ? c->pd.realm : "(any)");
+        c->pd.allow = CPL_NO;
+        c->pd.deny_reason = "Authentication is not available";
+        return CAT_OK;
+    }
+    const struct http_hdr *pa = h != NULL ? http_find(h, "Proxy-Authorization") : NULL;
+    enum auth_result res = AUTH_MALFORMED;
+    char tried[AUTH_USER_MAX] = "";
+    if (pa != NULL && pa->value.len < AUTH_HEADER_MAX) {
+        char hv[AUTH_HEADER_MAX];
+        memcpy(hv, pa->value.p, pa->value.len);
+        hv[pa->value.len] = '\0';
+        res = auth_check_basic(r, hv, tried, sizeof(tried), t.client, time(NULL));
+        memset(hv, 0, sizeof(hv));
+    }
+    if (res == AUTH_OK) {
+        snprintf(c->user, sizeof(c->user), "%s", tried);
+        /* Again, now that user= is known. */
+        t.user = c->user;
+        c->pd.allow = CPL_UNSET;
+        pol_eval(c->pol, CPL_L_PROXY, &t, &c->pd);
+        return CAT_OK;
+    }
+    if (pa != NULL)
+        log_notice(LOG_FAC_MAIN, c, "authentication %s for user \"%s\" (realm %s)",
+                   auth_result_str(res), tried, auth_realm_name(r));
+    c->txn.action = "TCP_DENIED";
+    c->txn.status = 407;
+    c->txn.exception = "authentication_required";
+    c->flags |= CONN_F_CLOSE_AFTER;
+    buf_free(&c->cli.out);
+    static const char body[] = "Proxy authentication required\n";
+    if (buf_reserve(&c->cli.out, 1024) != CAT_OK ||
+        buf_printf(&c->cli.out,
+                   "HTTP/1.1 407 Proxy Authentication Required\r\n%s\r\n"
+                   "X-Catena-Exception: authentication_required\r\n"
+                   "Content-Type: text/plain\r\nContent-Length: %zu\r\n"
+                   "Connection: close\r\n\r\n%s",
+                   auth_challenge_header(r), sizeof(body) - 1, body) != CAT_OK) {
+        c->err = CONN_ERR_NOMEM;
+        return CAT_ERR;
+    }
+    c->after_respond = CONN_ST_LINGER;
+    conn_set_state(c, CONN_ST_RESPOND);
+    return CAT_DECLINED;
+}
+
 /*
  * A request for catena itself: the admin listener, or the CA download name
  * on the proxy port. Answered here, then the connection closes.
@@ -697,6 +817,9 @@ conn_request_head(struct conn *c, struct http_head *h)
         if (rc == CAT_DECLINED)
             return CAT_OK; /* answered with an error page */
     }
+    int prc = conn_policy_proxy(c, h);
+    if (prc != CAT_OK)
+        return prc == CAT_DECLINED ? CAT_OK : CAT_ERR;
     buf_consume(&c->cli.in, h->head_len);
     c->cli.bytes_in += (int64_t)h->head_len;
     conn_set_state(c, CONN_ST_POLICY);
@@ -813,6 +936,11 @@ conn_st_policy(struct conn *c, unsigned ev)
     if (!(c->flags & CONN_F_INTERCEPTED))
         pol_check_request(c->cfg, (const struct sockaddr *)&c->cli_addr, c->txn.method,
                           c->txn.port, &v);
+    if (v.allow && c->pd.allow == CPL_NO) {
+        v.allow = false;
+        snprintf(v.reason, sizeof(v.reason), "%s",
+                 c->pd.deny_reason ? c->pd.deny_reason : "The policy denies this request");
+    }
     if (!v.allow) {
         c->txn.action = "TCP_DENIED";
         c->err = CONN_ERR_DENIED;
@@ -982,6 +1110,9 @@ conn_st_connect(struct conn *c, unsigned ev)
     setsockopt(c->srv.fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
     snprintf(c->srv_host, sizeof(c->srv_host), "%s", c->txn.host);
     c->srv_port = c->txn.port;
+    socklen_t sl = sizeof(c->srv_addr);
+    if (getpeername(c->srv.fd, (struct sockaddr *)&c->srv_addr, &sl) == -1)
+        c->srv_addr.ss_family = AF_UNSPEC;
     log_debug(LOG_FAC_MAIN, c, "connected to %s", c->srv_ip);
 
     if (c->flags & CONN_F_RETUNNEL) {

@@ -12,6 +12,7 @@
 #include "core/cfg.h"
 #include "core/http.h"
 #include "core/log.h"
+#include "core/policy.h"
 #include "core/relay.h"
 #include "core/tls.h"
 
@@ -206,6 +207,7 @@ struct conn {
     size_t addr_next;              /* next address to try */
     int connect_errno;             /* last connect failure */
     char srv_ip[INET6_ADDRSTRLEN]; /* the address connected to (s-supplier-ip) */
+    struct sockaddr_storage srv_addr; /* the same, for policy (url.address=) */
     char srv_host[256];            /* host:port the srv side is connected to, for reuse */
     unsigned srv_port;
 
@@ -227,6 +229,10 @@ struct conn {
 
     /* Interception */
     struct tls_conf *tls;          /* ref: TLS state of the config it started with */
+    struct pol *pol;               /* ref: the policy snapshot it started with */
+    struct pol_out pd;             /* what the policy decided (strings: the snapshot's) */
+    bool ssl_decided;              /* <ssl-intercept> was evaluated */
+    char user[256];                /* authenticated user name, or "" */
     char tls_host[256];            /* the name intercepted: SNI, else the CONNECT host */
     unsigned tls_port;             /* the CONNECT port */
     struct emu_leaf *leaf;         /* ref: the emulated certificate while cli.ssl lives */
@@ -302,6 +308,10 @@ int conn_respond_error(struct conn *c, int status, const char *exception_id, con
 
 /** Closes the origin side (TLS session included), keeping the client. */
 void conn_srv_close(struct conn *c) CAT_NONNULL(1);
+
+/** A policy transaction with what the connection knows (request-specific parts left out). */
+void conn_cpl_txn(const struct conn *c, struct cpl_txn *t, const struct http_head *h)
+    CAT_NONNULL(1, 2);
 
 /** Starts the SSL-log record of this connection (idempotent). CAT_ERR on OOM. */
 int conn_tlslog_start(struct conn *c) CAT_NONNULL(1);

@@ -47,6 +47,50 @@ intercept_stash_hello(struct conn_side *s)
     memset(&s->in, 0, sizeof(s->in));
 }
 
+/* Tunneled sites are still checked (a bad certificate turns into an
+ * exception page) when validation covers tunnels and a keyring can sign the
+ * page's certificate. */
+static bool
+intercept_may_check(const struct conn *c)
+{
+    const struct cfg_validation *v = &c->cfg->validation;
+    return v->enabled && v->tunnels && c->tls->n_keyrings > 0;
+}
+
+int
+intercept_decide(struct conn *c)
+{
+    struct cpl_txn t;
+    conn_cpl_txn(c, &t, NULL);
+    t.client_protocol = "ssl";
+    t.url_scheme = "https";
+    t.url_host = c->tls_host;
+    t.url_port = c->tls_port;
+    if (c->tlog != NULL && c->tlog->cert_hostname[0] != '\0')
+        t.cert_hostname = c->tlog->cert_hostname;
+    pol_eval(c->pol, CPL_L_SSL_INTERCEPT, &t, &c->pd);
+    c->ssl_decided = true;
+    if (c->pd.allow == CPL_NO) {
+        log_notice(LOG_FAC_SSL, c, LOG_EVT_DENIED " %s by policy", c->tls_host);
+        c->txn.action = "TCP_DENIED";
+        c->err = CONN_ERR_DENIED;
+        if (c->tlog != NULL)
+            c->tlog->action = "DENIED";
+        conn_close(c, CONN_ERR_DENIED);
+        return CAT_OK;
+    }
+    if (!pol_should_intercept(c->cfg, &c->pd, c->tls_host)) {
+        log_debug(LOG_FAC_SSL, c, "%s: tunneled by policy", c->tls_host);
+        return CAT_DECLINED;
+    }
+    log_debug(LOG_FAC_SSL, c, "%s: intercepting", c->tls_host);
+    intercept_stash_hello(&c->cli);
+    if (c->cert != NULL && c->cert->from_probe)
+        verify_free(c); /* the probe's verdict is replaced by the real handshake's */
+    conn_set_state(c, CONN_ST_SRV_TLS);
+    return CAT_OK;
+}
+
 /*
  * Entered after "200 Connection established" when something may be
  * intercepted. Reads until a whole ClientHello (or proof it is not TLS).
@@ -106,6 +150,14 @@ intercept_st_peek_hello(struct conn *c, unsigned ev)
     conn_side_want(c, &c->cli, 0);
     ev_timer_stop(c->w->loop, &c->timer);
     if (rc == CAT_DECLINED) {
+        if (c->pd.force_ssl == CPL_YES) {
+            log_notice(LOG_FAC_MAIN, c, LOG_EVT_DENIED " not TLS, and the policy forces SSL");
+            c->txn.action = "TCP_DENIED";
+            c->txn.status = 403;
+            c->txn.exception = "policy_denied";
+            c->err = CONN_ERR_DENIED;
+            return CAT_ERR;
+        }
         log_info(LOG_FAC_MAIN, c, "not TLS: tunneled as plain TCP");
         conn_set_state(c, CONN_ST_TUNNEL);
         return CAT_OK;
@@ -156,17 +208,13 @@ intercept_st_peek_hello(struct conn *c, unsigned ev)
         conn_set_state(c, CONN_ST_TUNNEL);
         return CAT_OK;
     }
-    if (!pol_should_intercept(cfg, c->tls_host)) {
-        log_debug(LOG_FAC_SSL, c, "%s: tunneled by policy", c->tls_host);
-        /* Tunneled, but still checked: a bad certificate turns into an
-         * exception page ("intercept on exception, tunnel otherwise"). */
-        bool check = cfg->validation.enabled && cfg->validation.tunnels && c->tls->n_keyrings > 0;
-        conn_set_state(c, check ? CONN_ST_PROBE : CONN_ST_TUNNEL);
+    /* A policy that asks about the certificate decides after a probe. */
+    if (c->pol->needs_cert && intercept_may_check(c)) {
+        conn_set_state(c, CONN_ST_PROBE);
         return CAT_OK;
     }
-    log_debug(LOG_FAC_SSL, c, "%s: intercepting", c->tls_host);
-    intercept_stash_hello(&c->cli);
-    conn_set_state(c, CONN_ST_SRV_TLS);
+    if (intercept_decide(c) == CAT_DECLINED)
+        conn_set_state(c, intercept_may_check(c) ? CONN_ST_PROBE : CONN_ST_TUNNEL);
     return CAT_OK;
 }
 
@@ -282,11 +330,12 @@ int
 intercept_st_emulate(struct conn *c, unsigned ev)
 {
     const struct cfg *cfg = c->cfg;
-    struct emu *e = tls_keyring(c->tls, NULL);
+    struct emu *e = tls_keyring(c->tls, c->pd.keyring);
     char crl[400];
     struct emu_params p = {
-        .splash_text = cfg->tls.splash_text,
-        .splash_url = cfg->tls.splash_url,
+        .splash_text = c->pd.splash_text != NULL ? c->pd.splash_text : cfg->tls.splash_text,
+        .splash_url = c->pd.splash_url != NULL ? c->pd.splash_url : cfg->tls.splash_url,
+        .hostname = c->pd.emu_hostname,
     };
     if (cfg->tls.crl_url) {
         snprintf(crl, sizeof(crl), "http://%s/crl/%s.crl", cfg->tls.download_host,
@@ -380,7 +429,8 @@ intercept_st_cli_tls(struct conn *c, unsigned ev)
     log_debug(LOG_FAC_SSL, c, "client TLS up: %s %s", wolfSSL_get_version(s->ssl),
               wolfSSL_get_cipher(s->ssl));
     if (c->tlog != NULL) {
-        c->tlog->action = "INTERCEPTED";
+        if (!(c->flags & CONN_F_EXCEPTION))
+            c->tlog->action = "INTERCEPTED";
         c->tlog->cs_version = wolfSSL_get_version(s->ssl);
         c->tlog->cs_cipher = wolfSSL_get_cipher(s->ssl);
         if (c->tlog->cert_status == NULL)

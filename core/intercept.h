@@ -16,4 +16,11 @@ int intercept_st_srv_tls(struct conn *c, unsigned ev) CAT_NONNULL(1);
 int intercept_st_emulate(struct conn *c, unsigned ev) CAT_NONNULL(1);
 int intercept_st_cli_tls(struct conn *c, unsigned ev) CAT_NONNULL(1);
 
+/**
+ * Tunnel or intercept, once the name (and the certificate, if the policy
+ * asks) is known: evaluates <ssl-intercept>. CAT_OK: the state changed
+ * (SRV_TLS) or the connection closed (denied); CAT_DECLINED: tunnel it.
+ */
+int intercept_decide(struct conn *c) CAT_NONNULL(1);
+
 #endif

@@ -15,6 +15,7 @@
  */
 #include "core/tls.h"
 
+#include "core/auth.h"
 #include "core/log.h"
 #include "core/validate.h"
 #include "emulation/emu.h"
@@ -530,6 +531,21 @@ tls_conf_new(struct cfg *cfg, char *err, size_t errlen)
                  cfg->tls.client_ciphers);
         goto fail;
     }
+    t->realms = calloc(cfg->n_realms + 1, sizeof(*t->realms));
+    if (t->realms == NULL) {
+        snprintf(err, errlen, "out of memory");
+        goto fail;
+    }
+    for (size_t i = 0; i < cfg->n_realms; i++) {
+        char aerr[300];
+        t->realms[i] = auth_realm_load(cfg->realms[i].name, "local", cfg->realms[i].users_file,
+                                       aerr, sizeof(aerr));
+        if (t->realms[i] == NULL) {
+            snprintf(err, errlen, "realm %s: %s", cfg->realms[i].name, aerr);
+            goto fail;
+        }
+        t->n_realms++;
+    }
     /* Keyrings must load when something may be intercepted; otherwise they
      * are loaded if present, for the CA download pages only. */
     bool needed = cfg->tls.intercept != CFG_INTERCEPT_NONE;
@@ -579,6 +595,9 @@ tls_conf_unref(struct tls_conf *t)
     if (t->srv_ctx != NULL)
         wolfSSL_CTX_free(t->srv_ctx);
     val_store_free(t->trust);
+    for (size_t i = 0; i < t->n_realms; i++)
+        auth_realm_free(t->realms[i]);
+    free(t->realms);
     free(t->keyrings);
     free(t->keyring_names);
     cfg_unref(t->cfg);
@@ -594,4 +613,13 @@ tls_keyring(const struct tls_conf *t, const char *name)
         if (strcmp(t->keyring_names[i], name) == 0)
             return t->keyrings[i];
     return t->keyrings[0];
+}
+
+struct auth_realm *
+tls_realm(const struct tls_conf *t, const char *name)
+{
+    for (size_t i = 0; i < t->n_realms; i++)
+        if (strcmp(auth_realm_name(t->realms[i]), name) == 0)
+            return t->realms[i];
+    return NULL;
 }

@@ -26,6 +26,7 @@
 
 struct emu;
 struct val_store;
+struct auth_realm;
 
 /* What a config snapshot needs for TLS: built once, shared read-only by workers. */
 struct tls_conf {
@@ -35,8 +36,13 @@ struct tls_conf {
     struct emu **keyrings;       /* borrowed from the process-wide keyring registry */
     char **keyring_names;        /* borrowed: cfg's names, same order */
     size_t n_keyrings;
+    struct auth_realm **realms;  /* owned: authentication realms (cfg->realms order) */
+    size_t n_realms;
     struct cfg *cfg;             /* ref: the snapshot it was built from */
 };
+
+/** The realm named name, or NULL. */
+struct auth_realm *tls_realm(const struct tls_conf *t, const char *name) CAT_NONNULL(1, 2);
 
 /** Process-wide: wolfSSL and the emulation leaf key. Call once at startup. */
 int tls_global_init(char *err, size_t errlen) CAT_WUR;

@@ -14,6 +14,7 @@
 #include "core/verify.h"
 
 #include "core/conn.h"
+#include "core/intercept.h"
 #include "core/msg.h"
 #include "core/override.h"
 #include "core/page.h"
@@ -144,14 +145,25 @@ verify_exception_of(unsigned errors)
     return &verify_excs[1];
 }
 
-/* Errors the policy ignores for this site (stand-in: validation.ignore). */
+/* Errors ignored for this site: the <ssl> layers' word, plus the node
+ * config's validation.ignore. */
 static unsigned
-verify_ignored(const struct conn *c)
+verify_ignored(struct conn *c)
 {
     const struct cfg_validation *v = &c->cfg->validation;
-    if (!v->enabled)
+    struct cpl_txn t;
+    conn_cpl_txn(c, &t, NULL);
+    t.client_protocol = "ssl";
+    t.url_scheme = "https";
+    t.url_host = c->tls_host;
+    t.url_port = c->tls_port;
+    t.cert_hostname = c->tlog != NULL && c->tlog->cert_hostname[0] != '\0'
+                          ? c->tlog->cert_hostname
+                          : c->tls_host;
+    pol_eval(c->pol, CPL_L_SSL, &t, &c->pd);
+    if (c->pd.validate == CPL_NO || (c->pd.validate == CPL_UNSET && !v->enabled))
         return VAL_E_ALL;
-    unsigned bits = 0;
+    unsigned bits = c->pd.ignore;
     for (size_t i = 0; i < v->n_ignore; i++)
         if (cfg_hostlist_match(&v->ignore[i].hosts, c->tls_host))
             bits |= v->ignore[i].errors;
@@ -181,6 +193,9 @@ static int
 verify_decide(struct conn *c)
 {
     struct conn_cert *cc = c->cert;
+    /* A policy that asks about the certificate decides only now. */
+    if (cc->from_probe && !c->ssl_decided && intercept_decide(c) != CAT_DECLINED)
+        return CAT_OK;
     cc->final = cc->errors & ~verify_ignored(c);
     if (c->tlog != NULL) {
         val_errors_str(cc->errors, c->tlog->cert_errors, sizeof(c->tlog->cert_errors));
