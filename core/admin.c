@@ -9,19 +9,47 @@
 #include "core/conn.h"
 #include "core/page.h"
 #include "core/pin.h"
+#include "core/bundle.h"
+#include "core/policy.h"
 #include "core/tls.h"
 #include "core/version.h"
 #include "core/worker.h"
 #include "emulation/emu.h"
 
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
+#include <strings.h>
+#include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #define ADMIN_MAX (256 * 1024)
 
 static time_t admin_started;
+
+/* Decisions, by s-action, for /status and /metrics. */
+static const char *const admin_actions[] = {
+    "TCP_TUNNELED", "TCP_INTERCEPTED", "TCP_MISS", "TCP_DENIED", "TCP_ERR_MISS", "TCP_ERR",
+    "TCP_HIT", "TUNNELED", "INTERCEPTED", "EXCEPTION", "DENIED",
+};
+static atomic_ulong admin_counts[CAT_ARRAY_LEN(admin_actions)];
+
+void
+admin_count(const char *action)
+{
+    if (action == NULL)
+        return;
+    for (size_t i = 0; i < CAT_ARRAY_LEN(admin_actions); i++)
+        if (strcmp(action, admin_actions[i]) == 0) {
+            atomic_fetch_add_explicit(&admin_counts[i], 1, memory_order_relaxed);
+            return;
+        }
+}
 
 void
 admin_init(void)
@@ -78,6 +106,15 @@ admin_status(struct admin_body *b, const struct conn *c)
               (long long)(time(NULL) - admin_started));
     admin_add(b, "  \"workers\": %u,\n  \"connections\": %u,\n", c->cfg->workers,
               atomic_load(&worker_conn_count));
+    struct pol *p = pol_current();
+    admin_add(b, "  \"bundle\": {\"digest\": \"%s\", \"version\": %llu},\n", p->digest,
+              (unsigned long long)p->version);
+    pol_unref(p);
+    admin_add(b, "  \"decisions\": {");
+    for (size_t i = 0; i < CAT_ARRAY_LEN(admin_actions); i++)
+        admin_add(b, "%s\"%s\": %lu", i ? ", " : "", admin_actions[i],
+                  atomic_load(&admin_counts[i]));
+    admin_add(b, "},\n");
     admin_add(b, "  \"emulation\": {");
     for (size_t i = 0; i < t->n_keyrings; i++) {
         struct emu_stats s;
@@ -122,6 +159,22 @@ admin_metrics(struct admin_body *b, const struct conn *c)
         admin_add(b, "catena_emulated_certificate_cache_hits_total{keyring=\"%s\"} %lu\n",
                   t->keyring_names[i], s.hits);
     }
+}
+
+static void
+admin_metrics_decisions(struct admin_body *b)
+{
+    admin_add(b, "# HELP catena_decisions_total Transactions and TLS connections by action.\n"
+                 "# TYPE catena_decisions_total counter\n");
+    for (size_t i = 0; i < CAT_ARRAY_LEN(admin_actions); i++)
+        admin_add(b, "catena_decisions_total{action=\"%s\"} %lu\n", admin_actions[i],
+                  atomic_load(&admin_counts[i]));
+    struct pol *p = pol_current();
+    admin_add(b, "# HELP catena_bundle_version The policy bundle in force.\n"
+                 "# TYPE catena_bundle_version gauge\n"
+                 "catena_bundle_version{digest=\"%s\"} %llu\n",
+              p->digest, (unsigned long long)p->version);
+    pol_unref(p);
 }
 
 static void
@@ -211,6 +264,180 @@ admin_crl(struct conn *c, const char *file)
     return admin_send(c, 404, "text/plain", "not found\n", 10);
 }
 
+/* GET /bundle: the bundle in force, for downstream nodes that pull it. */
+static int
+admin_get_bundle(struct conn *c)
+{
+    struct pol *p = pol_current();
+    int rc;
+    if (p->bundle == NULL) {
+        rc = admin_send(c, 404, "text/plain", "no bundle\n", 10);
+    } else {
+        size_t len;
+        const uint8_t *raw = bdl_raw(p->bundle, &len);
+        rc = admin_send(c, 200, "application/octet-stream", raw, len);
+    }
+    pol_unref(p);
+    return rc;
+}
+
+/* ---- writes ------------------------------------------------------------------ */
+
+/* The bearer token from admin.token_file; false if none can be read. */
+static bool
+admin_token(const struct cfg *cfg, char *out, size_t cap)
+{
+    if (cfg->admin_token_file == NULL)
+        return false;
+    int fd = open(cfg->admin_token_file, O_RDONLY | O_CLOEXEC);
+    if (fd == -1) {
+        log_warn(LOG_FAC_MAIN, NULL, "admin.token_file %s: %s", cfg->admin_token_file,
+                 strerror(errno));
+        return false;
+    }
+    struct stat st;
+    ssize_t n = fstat(fd, &st) == 0 && (st.st_mode & 077) == 0 ? read(fd, out, cap - 1) : -1;
+    close(fd);
+    if (n <= 0) {
+        log_warn(LOG_FAC_MAIN, NULL, "admin.token_file %s: unreadable, empty, or readable by "
+                                     "others (it must be 0600)",
+                 cfg->admin_token_file);
+        return false;
+    }
+    while (n > 0 && (out[n - 1] == '\n' || out[n - 1] == '\r' || out[n - 1] == ' '))
+        n--;
+    out[n] = '\0';
+    return n >= 16; /* a guessable token is no token */
+}
+
+static bool
+admin_authorized(const struct conn *c, const struct http_head *h)
+{
+    char want[512];
+    const struct http_hdr *a = http_find(h, "Authorization");
+    if (a == NULL || a->value.len < 8 || strncasecmp(a->value.p, "Bearer ", 7) != 0 ||
+        !admin_token(c->cfg, want, sizeof(want)))
+        return false;
+    size_t wl = strlen(want), gl = a->value.len - 7;
+    const char *got = a->value.p + 7;
+    /* Constant time in the token's bytes: no timing oracle. */
+    unsigned diff = wl != gl;
+    for (size_t i = 0; i < wl; i++)
+        diff |= (unsigned char)want[i] ^ (unsigned char)(i < gl ? got[i] : 0);
+    memset(want, 0, sizeof(want));
+    return diff == 0;
+}
+
+static int
+admin_done(struct conn *c, int status, const char *fmt, ...) CAT_PRINTF(3, 4);
+
+/* Answers an admin write with a short text body, then closes. */
+static int
+admin_done(struct conn *c, int status, const char *fmt, ...)
+{
+    char body[600];
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(body, sizeof(body) - 1, fmt, ap);
+    va_end(ap);
+    if (n < 0)
+        n = 0;
+    n = (int)CAT_MIN((size_t)n, sizeof(body) - 2);
+    body[n++] = '\n';
+    c->txn.action = status < 300 ? "TCP_HIT" : "TCP_DENIED";
+    if (admin_send(c, status, "text/plain", body, (size_t)n) != CAT_OK)
+        return CAT_ERR;
+    c->flags |= CONN_F_CLOSE_AFTER;
+    c->after_respond = CONN_ST_LINGER;
+    conn_set_state(c, CONN_ST_RESPOND);
+    return CAT_OK;
+}
+
+int
+admin_write_request(struct conn *c, const struct http_head *h, const char *path)
+{
+    if (!admin_authorized(c, h)) {
+        log_notice(LOG_FAC_MAIN, c, LOG_EVT_DENIED " admin %s %s without a valid token",
+                   c->txn.method_str, path);
+        return admin_done(c, 401, "a valid bearer token (admin.token_file) is required");
+    }
+    if (h->method == HTTP_M_POST && strcmp(path, "/reload") == 0) {
+        log_notice(LOG_FAC_MAIN, c, "admin: reload requested");
+        kill(getpid(), SIGHUP); /* the main thread reloads, as for an operator's SIGHUP */
+        return admin_done(c, 202, "reload requested");
+    }
+    if (h->method != HTTP_M_PUT || strcmp(path, "/bundle") != 0)
+        return admin_done(c, 404, "no such admin action");
+    if (h->framing != HTTP_BODY_LENGTH || h->content_length == 0)
+        return admin_done(c, 411, "a bundle is sent with a Content-Length");
+    if (h->content_length > (64u << 20) + 65536)
+        return admin_done(c, 413, "a bundle is at most 64 MiB");
+    if (buf_reserve(&c->body, (size_t)h->content_length) != CAT_OK) {
+        c->err = CONN_ERR_NOMEM;
+        return CAT_ERR;
+    }
+    conn_timer_once(c, c->cfg->timeouts.idle_ms);
+    conn_set_state(c, CONN_ST_ADMIN_BODY);
+    return CAT_OK;
+}
+
+/* Verifies, compiles, installs and stores a pushed bundle. */
+static int
+admin_put_bundle(struct conn *c)
+{
+    char err[512];
+    struct pol *cur = pol_current();
+    uint64_t running = cur->version;
+    pol_unref(cur);
+    struct pol *p = pol_from_bundle(buf_data(&c->body), c->body.len, c->cfg, running, err,
+                                    sizeof(err));
+    buf_free(&c->body);
+    if (p == NULL) {
+        log_warn(LOG_FAC_MAIN, c, "bundle refused: %s; the running policy stays", err);
+        return admin_done(c, 422, "bundle refused: %s", err);
+    }
+    char serr[300];
+    if (pol_store(c->cfg, p, serr, sizeof(serr)) != CAT_OK)
+        log_warn(LOG_FAC_MAIN, c, "pushed bundle not stored: %s", serr);
+    char digest[sizeof(p->digest)];
+    snprintf(digest, sizeof(digest), "%s", p->digest);
+    unsigned long long version = (unsigned long long)p->version;
+    pol_install(p, "push");
+    return admin_done(c, 200, "installed %s version %llu", digest, version);
+}
+
+int
+admin_st_body(struct conn *c, unsigned ev)
+{
+    if (ev & CONN_EV_TIMER) {
+        c->err = CONN_ERR_TIMEOUT;
+        return CAT_ERR;
+    }
+    /* Bytes already read behind the head come first. */
+    if (c->cli.in.len > 0) {
+        size_t n = CAT_MIN(c->cli.in.len, c->body.cap - c->body.len);
+        memcpy(c->body.base + c->body.len, buf_data(&c->cli.in), n);
+        c->body.len += n;
+        buf_consume(&c->cli.in, n);
+    }
+    while (c->body.len < c->body.cap) {
+        ssize_t n = relay_read(c->cli.fd, &c->body);
+        if (n > 0) {
+            c->cli.bytes_in += n;
+            continue;
+        }
+        if (n == CAT_AGAIN) {
+            conn_side_want(c, &c->cli, EV_READ);
+            return CAT_AGAIN;
+        }
+        c->err = n == 0 ? CONN_ERR_CLI_EOF : CONN_ERR_CLI_RESET;
+        return CAT_ERR;
+    }
+    conn_side_want(c, &c->cli, 0);
+    ev_timer_stop(c->w->loop, &c->timer);
+    return admin_put_bundle(c);
+}
+
 int
 admin_respond(struct conn *c, const char *path, bool full)
 {
@@ -245,6 +472,10 @@ admin_respond(struct conn *c, const char *path, bool full)
     } else if (full && strcmp(path, "/metrics") == 0) {
         type = "text/plain; version=0.0.4";
         admin_metrics(&b, c);
+        admin_metrics_decisions(&b);
+    } else if (full && strcmp(path, "/bundle") == 0) {
+        free(b.p);
+        return admin_get_bundle(c);
     } else {
         status = 404;
         type = "text/plain";

@@ -56,6 +56,7 @@ static const char *const conn_state_names[CONN_ST_COUNT] = {
     [CONN_ST_EMULATE] = "emulate",   [CONN_ST_CLI_TLS] = "cli-tls",
     [CONN_ST_TUNNEL] = "tunnel",     [CONN_ST_EXCHANGE] = "exchange",
     [CONN_ST_STREAM] = "stream",     [CONN_ST_LINGER] = "linger",
+    [CONN_ST_ADMIN_BODY] = "admin-body",
 };
 
 static const char *const conn_err_names[CONN_ERR_COUNT] = {
@@ -126,6 +127,7 @@ static conn_state_fn *const conn_states[CONN_ST_COUNT] = {
     [CONN_ST_CLI_TLS] = intercept_st_cli_tls,
     [CONN_ST_TUNNEL] = conn_st_tunnel,     [CONN_ST_EXCHANGE] = conn_st_exchange,
     [CONN_ST_STREAM] = msg_stream,         [CONN_ST_LINGER] = conn_st_linger,
+    [CONN_ST_ADMIN_BODY] = admin_st_body,
 };
 
 static void
@@ -357,6 +359,7 @@ conn_free(struct conn *c)
     buf_free(&c->srv.in);
     buf_free(&c->srv.out);
     buf_free(&c->req_head);
+    buf_free(&c->body);
     relay_tunnel_free(c->tunnel);
     free(c->addrs);
     conn_txn_reset(c);
@@ -438,6 +441,7 @@ conn_log_tls(struct conn *c)
     }
     clock_gettime(CLOCK_REALTIME, &t.end);
     log_tls(&t);
+    admin_count(t.action);
     free(c->tlog);
     c->tlog = NULL;
 }
@@ -485,6 +489,7 @@ conn_log_txn(struct conn *c)
     t.user_agent = c->txn.user_agent;
     t.exception_id = c->txn.exception;
     t.username = c->user[0] ? c->user : NULL;
+    admin_count(t.action);
     if (c->tunnel != NULL) {
         t.cs_bytes = c->cli.bytes_in + c->tunnel->moved[RELAY_C2S];
         t.sc_bytes = c->cli.bytes_out + c->tunnel->moved[RELAY_S2C];
@@ -737,10 +742,12 @@ conn_local_request(struct conn *c, const struct http_head *h, const struct http_
         return conn_respond_error(c, 403, "policy_denied",
                                   "Your address is not allowed to use this service");
     }
-    if (h->method != HTTP_M_GET && h->method != HTTP_M_HEAD)
-        return conn_respond_error(c, 405, "method_not_allowed", "Only GET and HEAD are served here");
     char path[512];
     snprintf(path, sizeof(path), "%.*s", (int)CAT_MIN(u->path.len, sizeof(path) - 1), u->path.p);
+    if (admin && (h->method == HTTP_M_PUT || h->method == HTTP_M_POST))
+        return admin_write_request(c, h, path);
+    if (h->method != HTTP_M_GET && h->method != HTTP_M_HEAD)
+        return conn_respond_error(c, 405, "method_not_allowed", "Only GET and HEAD are served here");
     if (admin_respond(c, path, admin) != CAT_OK)
         return CAT_ERR;
     c->flags |= CONN_F_CLOSE_AFTER;

@@ -46,6 +46,7 @@ enum conn_state {
     CONN_ST_EXCHANGE,     /* one HTTP request/response relayed, bodies streamed */
     CONN_ST_STREAM,       /* decrypted bytes relayed both ways (not HTTP inside TLS) */
     CONN_ST_LINGER,       /* answer sent, write side shut; reading until the client's FIN */
+    CONN_ST_ADMIN_BODY,   /* admin listener: reading a request body (PUT /bundle) */
     CONN_ST_COUNT         /* must stay last */
 };
 
@@ -238,6 +239,7 @@ struct conn {
     struct emu_leaf *leaf;         /* ref: the emulated certificate while cli.ssl lives */
     struct conn_tlslog *tlog;      /* owned: for the SSL access log, or NULL if not TLS */
     struct conn_cert *cert;        /* owned: the origin's chain and verdict, or NULL */
+    struct buf body;               /* admin writes: the request body being read */
 };
 
 /** Reads from a side (TLS or plain) into b: > 0, 0 at EOF, CAT_AGAIN, CAT_ERR. */

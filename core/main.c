@@ -7,6 +7,7 @@
 #include "core/cfg.h"
 #include "core/conn.h"
 #include "core/log.h"
+#include "core/policy.h"
 #include "core/tls.h"
 #include "core/version.h"
 #include "core/worker.h"
@@ -111,12 +112,30 @@ main_reload(void)
         cfg_unref(cfg);
         return;
     }
+    /* A bundle file named by the config is read again; a bad one keeps the
+     * running policy (and the config, so the two stay consistent). */
+    struct pol *pol = NULL;
+    if (cfg->bundle.file != NULL && pol_load_configured(cfg, &pol, err, sizeof(err)) != CAT_OK) {
+        log_warn(LOG_FAC_MAIN, NULL, LOG_EVT_RELOAD_FAIL " %s; the running config stays", err);
+        tls_conf_unref(tls);
+        cfg_unref(cfg);
+        return;
+    }
     int rc = workers_reload(cfg, tls, err, sizeof(err));
     tls_conf_unref(tls);
     if (rc != CAT_OK) {
         log_warn(LOG_FAC_MAIN, NULL, LOG_EVT_RELOAD_FAIL " %s; the running config stays", err);
+        pol_unref(pol);
         cfg_unref(cfg);
         return;
+    }
+    if (pol != NULL) {
+        struct pol *cur = pol_current();
+        if (strcmp(cur->digest, pol->digest) != 0)
+            pol_install(pol, "file");
+        else
+            pol_unref(pol);
+        pol_unref(cur);
     }
     if (main_open_logs(cfg, err, sizeof(err)) != CAT_OK)
         log_warn(LOG_FAC_MAIN, NULL, "logs: %s", err);
@@ -184,8 +203,18 @@ main(int argc, char **argv)
         fprintf(stderr, "%s: %s\n", path, err);
         return 1;
     }
+    struct pol *pol;
+    if (pol_load_configured(main_cfg, &pol, err, sizeof(err)) != CAT_OK) {
+        fprintf(stderr, "%s\n", err);
+        tls_conf_unref(tls);
+        return 1;
+    }
     if (check) {
         printf("%s: configuration OK\n", path);
+        if (pol->bundle != NULL)
+            printf("bundle: policy %s, version %llu: OK\n", pol->digest,
+                   (unsigned long long)pol->version);
+        pol_unref(pol);
         tls_conf_unref(tls);
         cfg_unref(main_cfg);
         tls_global_fini();
@@ -200,6 +229,7 @@ main(int argc, char **argv)
     }
     log_set_ctx_fn(conn_log_ctx);
     admin_init();
+    pol_install(pol, main_cfg->bundle.file != NULL ? "file" : "store");
     main_raise_fd_limit();
     if (daemonize && main_daemonize(main_cfg->pid_file) != CAT_OK) {
         log_err(LOG_FAC_MAIN, NULL, "cannot daemonize: %s", strerror(errno));

@@ -16,6 +16,7 @@
 #include "core/log.h"
 #include "core/page.h"
 #include "core/tls.h"
+#include "core/pull.h"
 #include "core/revoke.h"
 #include "resolver/res.h"
 
@@ -307,6 +308,7 @@ worker_apply_update(struct worker *w, struct worker_update *u)
         for (struct conn *c = w->conns; c != NULL; c = c->next)
             conn_resolver_changed(c);
         rev_ctx_free(old_rev);
+        pull_update(w); /* its fetch used the old resolver */
         res_free(old_res);
     }
     if (old != NULL)
@@ -372,6 +374,8 @@ worker_main(void *arg)
         worker_lsn_stop(w, &w->lsns[i], true);
     free(w->lsns);
     w->lsns = NULL;
+    pull_free(w->pull);
+    w->pull = NULL;
     rev_ctx_free(w->rev);
     w->rev = NULL;
     res_free(w->res);
@@ -430,6 +434,7 @@ workers_start(struct cfg *cfg, struct tls_conf *tls, char *err, size_t errlen)
         worker_update_free(u);
         for (size_t j = 0; j < w->n_lsns; j++)
             worker_lsn_start(w, &w->lsns[j]);
+        pull_update(w);
     }
     free(ups);
     for (unsigned i = 0; i < n_workers; i++) {

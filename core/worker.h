@@ -24,6 +24,7 @@ struct conn;
 struct res;
 struct tls_conf;
 struct rev_ctx;
+struct pull;
 
 /* One listening socket of one worker. */
 struct lsn {
@@ -60,6 +61,7 @@ struct worker {
     struct tls_conf *tls;        /* ref: its TLS state */
     struct res *res;             /* owned: resolver built from cfg->resolver */
     struct rev_ctx *rev;         /* owned: revocation checks on this loop (uses res) */
+    struct pull *pull;           /* owned: the bundle puller (worker 0 only) */
     struct lsn *lsns;            /* owned array */
     size_t n_lsns;
     bool draining;
