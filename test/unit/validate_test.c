@@ -575,7 +575,8 @@ test_error_names(void **state)
     assert_string_equal(val_errors_str(0, buf, sizeof(buf)), "");
     assert_string_equal(val_errors_str(VAL_E_ALL, buf, sizeof(buf)),
                         "untrusted_issuer missing_intermediate expired not_yet_valid weak_key "
-                        "weak_signature bad_ca bad_eku hostname_mismatch revoked");
+                        "weak_signature bad_ca bad_eku hostname_mismatch revoked "
+                        "revocation_unknown protocol_insecure");
     assert_string_equal(val_errors_str(VAL_E_EXPIRED | VAL_E_UNTRUSTED, buf, sizeof(buf)),
                         "untrusted_issuer expired");
     /* Names that do not fit are dropped whole; later short ones may still fit. */
@@ -586,7 +587,16 @@ test_error_names(void **state)
     assert_int_equal(val_error_bit("hostname_mismatch", 17), VAL_E_HOSTNAME);
     assert_int_equal(val_error_bit("expire", 6), 0);
     assert_int_equal(val_error_bit("expiredx", 8), 0);
-    for (unsigned b = 0; b < 10; b++) {
+    /* Policy names: groups of errors. */
+    assert_int_equal(val_policy_bits("expiration", 10), VAL_E_EXPIRED | VAL_E_NOT_YET_VALID);
+    assert_int_equal(val_policy_bits("untrusted_issuer", 16),
+                     VAL_E_UNTRUSTED | VAL_E_MISSING_INTERMEDIATE);
+    assert_int_equal(val_policy_bits("revocation", 10),
+                     VAL_E_REVOKED | VAL_E_REVOCATION_UNKNOWN);
+    assert_int_equal(val_policy_bits("all", 3), VAL_E_ALL);
+    assert_int_equal(val_policy_bits("weak_key", 8), VAL_E_WEAK_KEY);
+    assert_int_equal(val_policy_bits("nonsense", 8), 0);
+    for (unsigned b = 0; b < 12; b++) {
         val_errors_str(1u << b, buf, sizeof(buf));
         assert_int_equal(val_error_bit(buf, strlen(buf)), 1u << b);
     }
