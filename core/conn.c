@@ -521,6 +521,12 @@ conn_respond_error(struct conn *c, int status, const char *exception_id, const c
     }
     conn_srv_close(c);
     c->flags |= CONN_F_CLOSE_AFTER;
+    /* A redirected client expects the origin's bytes, not a page: close. */
+    if (c->lsn_type == CFG_LSN_TRANSPARENT && !(c->flags & CONN_F_INTERCEPTED)) {
+        log_info(LOG_FAC_MAIN, c, "transparent connection refused (%s): %s", exception_id, detail);
+        conn_log_txn(c);
+        return CAT_ERR;
+    }
     /* A SOCKS client not yet tunneled hears a SOCKS reply, not a page. */
     if (c->lsn_type == CFG_LSN_SOCKS5 && !(c->flags & CONN_F_INTERCEPTED)) {
         log_info(LOG_FAC_MAIN, c, "SOCKS request refused (%s): %s", exception_id, detail);
@@ -542,12 +548,59 @@ conn_respond_error(struct conn *c, int status, const char *exception_id, const c
 
 /* ---- states ----------------------------------------------------------------- */
 
-/* Entered once per connection. Exits: REQUEST. */
+/*
+ * A redirected connection (iptables REDIRECT, or TPROXY): the destination the
+ * client meant is the original destination (SO_ORIGINAL_DST) or, under
+ * TPROXY, our local address. From here it is a CONNECT to that address,
+ * without a request and without a 200: the same policy, detection, tunnel
+ * or interception. Exits: POLICY, closed (no destination, or ourselves).
+ */
+static int
+conn_transparent_start(struct conn *c)
+{
+    struct sockaddr_storage dst;
+    socklen_t len = sizeof(dst);
+    int level = c->local_addr.ss_family == AF_INET6 ? SOL_IPV6 : SOL_IP;
+    /* SO_ORIGINAL_DST and IP6T_SO_ORIGINAL_DST are both 80 (linux/netfilter_ipv4.h). */
+    if (getsockopt(c->cli.fd, level, 80, &dst, &len) == -1)
+        dst = c->local_addr; /* TPROXY: the socket is bound to the original destination */
+    unsigned port;
+    char ip[INET6_ADDRSTRLEN];
+    conn_addr_text(&dst, ip, sizeof(ip), &port);
+    if (port == 0 || ip[0] == '\0') {
+        log_info(LOG_FAC_MAIN, c, "transparent connection without a destination");
+        c->err = CONN_ERR_BAD_REQUEST;
+        return CAT_ERR;
+    }
+    unsigned lport;
+    char lip[INET6_ADDRSTRLEN];
+    conn_addr_text(&c->local_addr, lip, sizeof(lip), &lport);
+    if (lport == port && strcmp(lip, ip) == 0 && getsockopt(c->cli.fd, level, 80, &dst, &len) == 0) {
+        /* Not redirected: a client connected to the listener itself. */
+        log_notice(LOG_FAC_MAIN, c, LOG_EVT_DENIED " transparent listener reached directly");
+        c->err = CONN_ERR_DENIED;
+        return CAT_ERR;
+    }
+    struct conn_txn *t = &c->txn;
+    clock_gettime(CLOCK_REALTIME, &t->start);
+    t->method = HTTP_M_CONNECT;
+    snprintf(t->method_str, sizeof(t->method_str), "CONNECT");
+    snprintf(t->scheme, sizeof(t->scheme), "tcp");
+    snprintf(t->host, sizeof(t->host), "%s", ip);
+    t->port = port;
+    c->n_requests++;
+    conn_set_state(c, CONN_ST_POLICY);
+    return CAT_OK;
+}
+
+/* Entered once per connection. Exits: REQUEST, SOCKS, POLICY (transparent). */
 static int
 conn_st_accepted(struct conn *c, unsigned ev)
 {
     log_debug(LOG_FAC_MAIN, c, "accepted");
     conn_timer_once(c, c->cfg->timeouts.head_ms);
+    if (c->lsn_type == CFG_LSN_TRANSPARENT)
+        return conn_transparent_start(c);
     conn_set_state(c, c->lsn_type == CFG_LSN_SOCKS5 ? CONN_ST_SOCKS : CONN_ST_REQUEST);
     return CAT_OK;
 }
@@ -1135,7 +1188,9 @@ conn_st_connect(struct conn *c, unsigned ev)
     }
     if (c->txn.method == HTTP_M_CONNECT) {
         static const char ok[] = "HTTP/1.1 200 Connection established\r\n\r\n";
-        if (c->lsn_type == CFG_LSN_SOCKS5) {
+        if (c->lsn_type == CFG_LSN_TRANSPARENT) {
+            /* Nothing to answer: the client thinks it is talking to the origin. */
+        } else if (c->lsn_type == CFG_LSN_SOCKS5) {
             if (socks_answer_success(c) != CAT_OK)
                 return CAT_ERR;
         } else if (buf_reserve(&c->cli.out, 256) != CAT_OK ||
