@@ -10,7 +10,7 @@ pkgs_for() {
     build)          echo gcc make pkg-config libev-dev libconfig-dev libc-ares-dev libcrypt-dev ;;
     wolfssl-source) echo autoconf automake libtool dpkg-dev xz-utils ca-certificates ;;
     wolfssl-system) echo libwolfssl-dev ;;
-    test)           echo libcmocka-dev python3 python3-pytest nginx dnsmasq-base curl openssl procps ;;
+    test)           echo libcmocka-dev python3 python3-pytest nginx dnsmasq-base curl openssl procps squid iproute2 iptables ;;
     asan)           echo clang libclang-rt-14-dev ;;
     fuzz)           echo clang libclang-rt-14-dev ;;
     bench)          echo wrk nginx curl openssl ;;
