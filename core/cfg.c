@@ -38,6 +38,8 @@ _Static_assert(sizeof(enum cfg_intercept_mode) == sizeof(int), "enum size");
 _Static_assert(sizeof(enum cfg_tls_version) == sizeof(int), "enum size");
 _Static_assert(sizeof(enum cfg_non_http) == sizeof(int), "enum size");
 _Static_assert(sizeof(enum cfg_revocation) == sizeof(int), "enum size");
+_Static_assert(sizeof(enum cfg_fwd_down) == sizeof(int), "enum size");
+_Static_assert(sizeof(enum cfg_inspect) == sizeof(int), "enum size");
 
 /* One load in progress. */
 struct cfg_ctx {
@@ -107,11 +109,14 @@ static const char *const cfg_intercept_names[] = {"none", "all", "list", NULL};
 static const char *const cfg_tls_version_names[] = {"1.2", "1.3", NULL};
 static const char *const cfg_non_http_names[] = {"relay", "deny", NULL};
 static const char *const cfg_revocation_names[] = {"off", "soft", "hard", NULL};
+static const char *const cfg_down_names[] = {"closed", "open", NULL};
+static const char *const cfg_inspect_names[] = {"both", "edge", "core", NULL};
 static const char *const cfg_lsn_names[] = {"http", "socks5", "transparent", "admin", NULL};
 
-static cfg_check_fn cfg_chk_node_name, cfg_chk_url;
+static cfg_check_fn cfg_chk_node_name, cfg_chk_url, cfg_chk_header;
 static cfg_elem_fn cfg_e_net, cfg_e_port, cfg_e_server, cfg_e_host, cfg_e_listener, cfg_e_keyring,
-    cfg_e_ignore, cfg_e_path, cfg_e_realm;
+    cfg_e_ignore, cfg_e_path, cfg_e_realm, cfg_e_fwd_host, cfg_e_fwd_group;
+static cfg_post_fn cfg_p_forwarding;
 static cfg_post_fn cfg_p_listeners, cfg_p_keyrings;
 
 /* Designated initializers only: -Wextra flags partly positional ones. */
@@ -258,6 +263,28 @@ static const struct cfg_key cfg_keys[] = {
     {CFG_ROW("realms", CFG_T_LIST, realms, "()"),
      CFG_LIST(n_realms, struct cfg_realm, cfg_e_realm)},
     {CFG_ROW("admin.token_file", CFG_T_PATH, admin_token_file, NULL), .flags = CFG_F_EMPTY_NULL},
+    {CFG_ROW("forwarding.hosts", CFG_T_LIST, forwarding.hosts, "()"),
+     CFG_LIST(forwarding.n_hosts, struct cfg_fwd_host, cfg_e_fwd_host)},
+    {CFG_ROW("forwarding.groups", CFG_T_LIST, forwarding.groups, "()"),
+     CFG_LIST(forwarding.n_groups, struct cfg_fwd_group, cfg_e_fwd_group),
+     .post = cfg_p_forwarding},
+    {CFG_ROW("forwarding.default", CFG_T_STR, forwarding.default_route, NULL), .max = 64,
+     .flags = CFG_F_EMPTY_NULL},
+    {CFG_ROW("forwarding.when_down", CFG_T_ENUM, forwarding.when_down, CFG_Q("closed")),
+     .names = cfg_down_names},
+    {CFG_ROW("forwarding.connect_timeout", CFG_T_DURATION, forwarding.connect_ms, CFG_Q("5s")),
+     CFG_RANGE(100, 60 * CFG_SEC)},
+    {CFG_ROW("forwarding.health_interval", CFG_T_DURATION, forwarding.health_ms, CFG_Q("5s")),
+     CFG_RANGE(100, CFG_HOUR)},
+    {CFG_ROW("forwarding.health_failures", CFG_T_UINT, forwarding.health_failures, "3"),
+     CFG_RANGE(1, 100)},
+    {CFG_ROW("forwarding.user_header", CFG_T_STR, forwarding.user_header,
+             CFG_Q("X-Authenticated-User")),
+     .max = 64, .check = cfg_chk_header},
+    {CFG_ROW("tier.downstream_networks", CFG_T_LIST, tier.downstream_nets, "[]"),
+     CFG_LIST(tier.n_downstream_nets, struct cfg_net, cfg_e_net)},
+    {CFG_ROW("tier.inspect", CFG_T_ENUM, tier.inspect, CFG_Q("both")),
+     .names = cfg_inspect_names},
     {CFG_ROW("pinning.enabled", CFG_T_BOOL, pinning.enabled, "true")},
     {CFG_ROW("pinning.threshold", CFG_T_UINT, pinning.threshold, "3"),
      CFG_RANGE(1, 1000)},
@@ -1069,6 +1096,19 @@ cfg_chk_node_name(struct cfg_ctx *x, const struct cfg_key *k, const config_setti
     return CAT_OK;
 }
 
+/* An HTTP header name (a token). */
+static int
+cfg_chk_header(struct cfg_ctx *x, const struct cfg_key *k, const config_setting_t *s,
+               const char *v)
+{
+    if (*v == '\0')
+        return cfg_fail(x, s, k->name, "must be a header name");
+    for (const char *p = v; *p != '\0'; p++)
+        if (!(cfg_word_char(*p) && *p != '.'))
+            return cfg_fail(x, s, k->name, "must be a header name (letters, digits, '-', '_')");
+    return CAT_OK;
+}
+
 static int
 cfg_chk_url(struct cfg_ctx *x, const struct cfg_key *k, const config_setting_t *s, const char *v)
 {
@@ -1308,6 +1348,144 @@ cfg_e_realm(struct cfg_ctx *x, const struct cfg_key *k, const config_setting_t *
     return r->users_file != NULL ? CAT_OK : cfg_oom(x, k->name);
 }
 
+/* A name of letters, digits, '.', '-' and '_' (realms, upstreams, groups). */
+static bool
+cfg_good_name(const char *name)
+{
+    size_t n = name != NULL ? strlen(name) : 0;
+    bool ok = n > 0 && n <= 64;
+    for (size_t j = 0; ok && j < n; j++)
+        ok = cfg_word_char(name[j]);
+    return ok;
+}
+
+/* { name = "dc1"; address = "10.0.0.1:3128"; type = "http"; ... } */
+static int
+cfg_e_fwd_host(struct cfg_ctx *x, const struct cfg_key *k, const config_setting_t *e, unsigned i,
+               void *out)
+{
+    static const char *const names[] = {"name",   "address",  "type", "credentials_file",
+                                        "issuer", "tls_name", "send_user", NULL};
+    const config_setting_t *m[7] = {NULL};
+    struct cfg_fwd_host *h = out;
+    if (!config_setting_is_group(e))
+        return cfg_fail_elem(x, e, k, i, NULL, "must be a group: { ... }");
+    for (int j = 0; j < config_setting_length(e); j++) {
+        const config_setting_t *ms = config_setting_get_elem(e, (unsigned)j);
+        size_t n = 0;
+        while (names[n] != NULL && strcmp(names[n], config_setting_name(ms)) != 0)
+            n++;
+        if (names[n] == NULL)
+            return cfg_fail_elem(x, ms, k, i, config_setting_name(ms), "unknown key");
+        m[n] = ms;
+    }
+    if (m[0] == NULL || m[1] == NULL)
+        return cfg_fail_elem(x, e, k, i, NULL, "needs name and address");
+    const char *name = cfg_get_str(m[0]), *why;
+    if (!cfg_good_name(name))
+        return cfg_fail_elem(x, m[0], k, i, "name",
+                             "must be 1..64 letters, digits, '.', '-' or '_'");
+    char q[96];
+    const char *addr = cfg_get_str(m[1]);
+    if (addr == NULL || cfg_addr_parse(addr, &h->addr, &h->addrlen, &why) != CAT_OK)
+        return cfg_fail_elem(x, m[1], k, i, "address", "%s: %s",
+                             addr ? cfg_quote(addr, q, sizeof(q)) : "value",
+                             addr ? why : "must be an \"IP:port\" string");
+    if ((h->name = strdup(name)) == NULL || (h->addr_text = strdup(addr)) == NULL)
+        return cfg_oom(x, k->name);
+    const char *type = m[2] != NULL ? cfg_get_str(m[2]) : "http";
+    if (type == NULL || (strcasecmp(type, "http") != 0 && strcasecmp(type, "https") != 0))
+        return cfg_fail_elem(x, m[2], k, i, "type", "must be \"http\" or \"https\"");
+    h->type = strcasecmp(type, "https") == 0 ? CFG_FWD_HTTPS : CFG_FWD_HTTP;
+    const char *paths[] = {m[3] ? cfg_get_str(m[3]) : NULL, m[4] ? cfg_get_str(m[4]) : NULL};
+    char **dst[] = {&h->credentials_file, &h->issuer};
+    for (size_t j = 0; j < 2; j++) {
+        if (m[3 + j] == NULL || (paths[j] != NULL && paths[j][0] == '\0'))
+            continue;
+        if (paths[j] == NULL || cfg_has_ctl(paths[j]))
+            return cfg_fail_elem(x, m[3 + j], k, i, names[3 + j], "must be a file name");
+        if ((*dst[j] = cfg_path(x, paths[j])) == NULL)
+            return cfg_oom(x, k->name);
+    }
+    if (m[5] != NULL) {
+        const char *tn = cfg_get_str(m[5]);
+        if (tn == NULL || tn[0] == '\0' || cfg_has_ctl(tn) || strchr(tn, ' ') != NULL)
+            return cfg_fail_elem(x, m[5], k, i, "tls_name", "must be a host name");
+        if ((h->tls_name = strdup(tn)) == NULL)
+            return cfg_oom(x, k->name);
+    }
+    if (m[6] != NULL) {
+        if (config_setting_type(m[6]) != CONFIG_TYPE_BOOL)
+            return cfg_fail_elem(x, m[6], k, i, "send_user", "must be true or false");
+        h->send_user = config_setting_get_bool(m[6]) != 0;
+    }
+    return CAT_OK;
+}
+
+/* { name = "dcs"; members = [ "dc1", "dc2" ]; method = "failover"; } */
+static int
+cfg_e_fwd_group(struct cfg_ctx *x, const struct cfg_key *k, const config_setting_t *e, unsigned i,
+                void *out)
+{
+    static const char *const names[] = {"name", "members", "method", NULL};
+    const config_setting_t *m[3] = {NULL, NULL, NULL};
+    struct cfg_fwd_group *g = out;
+    if (cfg_members(x, k, e, i, names, m) != CAT_OK)
+        return CAT_ERR;
+    const char *name = cfg_get_str(m[0]);
+    if (!cfg_good_name(name))
+        return cfg_fail_elem(x, m[0], k, i, "name",
+                             "must be 1..64 letters, digits, '.', '-' or '_'");
+    if ((g->name = strdup(name)) == NULL)
+        return cfg_oom(x, k->name);
+    if (!config_setting_is_array(m[1]) && !config_setting_is_list(m[1]))
+        return cfg_fail_elem(x, m[1], k, i, "members", "must be a list of host names");
+    unsigned n = (unsigned)config_setting_length(m[1]);
+    if (n == 0 || n > 16)
+        return cfg_fail_elem(x, m[1], k, i, "members", "must name 1..16 hosts");
+    if ((g->members = calloc(n, sizeof(char *))) == NULL)
+        return cfg_oom(x, k->name);
+    for (unsigned j = 0; j < n; j++) {
+        const char *v = cfg_get_str(config_setting_get_elem(m[1], j));
+        if (!cfg_good_name(v) || (g->members[g->n_members] = strdup(v)) == NULL)
+            return cfg_fail_elem(x, m[1], k, i, "members", "must be host names");
+        g->n_members++;
+    }
+    const char *method = cfg_get_str(m[2]);
+    if (method == NULL || (strcasecmp(method, "failover") != 0 && strcasecmp(method, "hash") != 0))
+        return cfg_fail_elem(x, m[2], k, i, "method", "must be \"failover\" or \"hash\"");
+    g->method = strcasecmp(method, "hash") == 0 ? CFG_FWD_HASH : CFG_FWD_FAILOVER;
+    return CAT_OK;
+}
+
+/* Groups name existing hosts; names are unique across hosts and groups. */
+static int
+cfg_p_forwarding(struct cfg_ctx *x, const struct cfg_key *k, const config_setting_t *s)
+{
+    const struct cfg_forwarding *f = &x->cfg->forwarding;
+    for (size_t i = 0; i < f->n_groups; i++) {
+        const config_setting_t *e = config_setting_get_elem(s, (unsigned)i);
+        for (size_t j = 0; j < f->n_groups; j++)
+            if (j != i && strcmp(f->groups[i].name, f->groups[j].name) == 0)
+                return cfg_fail_elem(x, e, k, (unsigned)i, "name", "\"%s\" is used twice",
+                                     f->groups[i].name);
+        for (size_t h = 0; h < f->n_hosts; h++)
+            if (strcmp(f->groups[i].name, f->hosts[h].name) == 0)
+                return cfg_fail_elem(x, e, k, (unsigned)i, "name",
+                                     "\"%s\" is also the name of a host", f->groups[i].name);
+        for (size_t m = 0; m < f->groups[i].n_members; m++) {
+            bool found = false;
+            for (size_t h = 0; h < f->n_hosts && !found; h++)
+                found = strcmp(f->groups[i].members[m], f->hosts[h].name) == 0;
+            if (!found)
+                return cfg_fail_elem(x, e, k, (unsigned)i, "members",
+                                     "\"%s\" is not in forwarding.hosts",
+                                     f->groups[i].members[m]);
+        }
+    }
+    return CAT_OK;
+}
+
 /* { hosts = [ ... ]; errors = [ ... ]; }: errors to ignore for those sites. */
 static int
 cfg_e_ignore(struct cfg_ctx *x, const struct cfg_key *k, const config_setting_t *e, unsigned i,
@@ -1498,6 +1676,25 @@ cfg_free(struct cfg *c)
     }
     free(c->realms);
     free(c->admin_token_file);
+    for (size_t i = 0; i < c->forwarding.n_hosts; i++) {
+        struct cfg_fwd_host *h = &c->forwarding.hosts[i];
+        free(h->name);
+        free(h->addr_text);
+        free(h->credentials_file);
+        free(h->issuer);
+        free(h->tls_name);
+    }
+    free(c->forwarding.hosts);
+    for (size_t i = 0; i < c->forwarding.n_groups; i++) {
+        for (size_t j = 0; j < c->forwarding.groups[i].n_members; j++)
+            free(c->forwarding.groups[i].members[j]);
+        free(c->forwarding.groups[i].members);
+        free(c->forwarding.groups[i].name);
+    }
+    free(c->forwarding.groups);
+    free(c->forwarding.default_route);
+    free(c->forwarding.user_header);
+    free(c->tier.downstream_nets);
     free(c->tls.client_ciphers);
     free(c->tls.server_ciphers);
     free(c);

@@ -156,6 +156,53 @@ struct cfg_bundle {
     unsigned pull_interval_ms;
 };
 
+/* An upstream proxy catena may forward through (chain/). */
+enum cfg_fwd_type { CFG_FWD_HTTP = 0, CFG_FWD_HTTPS };
+
+struct cfg_fwd_host {
+    char *name;                   /* owned */
+    struct sockaddr_storage addr; /* the upstream's address (an IP literal and a port) */
+    socklen_t addrlen;
+    char *addr_text;              /* owned: as configured */
+    enum cfg_fwd_type type;
+    char *credentials_file;       /* owned or NULL: "user:password" for the upstream's 407 */
+    char *issuer;                 /* owned or NULL: PEM of the upstream's emulated issuer */
+    char *tls_name;               /* owned or NULL: name on the upstream's own certificate */
+    bool send_user;               /* send the authenticated user name (forwarding.user_header) */
+};
+
+enum cfg_fwd_method { CFG_FWD_FAILOVER = 0, CFG_FWD_HASH };
+
+struct cfg_fwd_group {
+    char *name;                   /* owned */
+    char **members;               /* owned: host names, in failover order */
+    size_t n_members;
+    enum cfg_fwd_method method;
+};
+
+enum cfg_fwd_down { CFG_DOWN_CLOSED = 0, CFG_DOWN_OPEN };
+
+struct cfg_forwarding {
+    struct cfg_fwd_host *hosts;   /* owned array */
+    size_t n_hosts;
+    struct cfg_fwd_group *groups; /* owned array */
+    size_t n_groups;
+    char *default_route;          /* owned or NULL: a host or group; NULL = direct */
+    enum cfg_fwd_down when_down;  /* every upstream of a route down: refuse, or go direct */
+    unsigned connect_ms;
+    unsigned health_ms;           /* interval of health checks */
+    unsigned health_failures;     /* failed checks before an upstream is down */
+    char *user_header;            /* owned: header carrying the user name to upstreams */
+};
+
+enum cfg_inspect { CFG_INSPECT_BOTH = 0, CFG_INSPECT_EDGE, CFG_INSPECT_CORE };
+
+struct cfg_tier {
+    struct cfg_net *downstream_nets; /* owned: whose X-Forwarded-For, user and tier claims count */
+    size_t n_downstream_nets;
+    enum cfg_inspect inspect;     /* where interception happens on a chain */
+};
+
 /* An authentication realm for authenticate(name) in the policy. */
 enum cfg_realm_type { CFG_REALM_LOCAL = 0 };
 
@@ -222,6 +269,8 @@ struct cfg {
     struct cfg_realm *realms;      /* owned array */
     size_t n_realms;
     char *admin_token_file;        /* owned or NULL: bearer token for admin writes */
+    struct cfg_forwarding forwarding;
+    struct cfg_tier tier;
 };
 
 /**

@@ -15,8 +15,10 @@
  */
 #include "core/conn.h"
 
+#include "chain/chain.h"
 #include "core/admin.h"
 #include "core/auth.h"
+#include "core/forward.h"
 #include "core/intercept.h"
 #include "core/msg.h"
 #include "core/page.h"
@@ -51,6 +53,7 @@ static const char *const conn_state_names[CONN_ST_COUNT] = {
     [CONN_ST_SOCKS] = "socks",
     [CONN_ST_POLICY] = "policy",     [CONN_ST_RESOLVE] = "resolve",
     [CONN_ST_CONNECT] = "connect",   [CONN_ST_RESPOND] = "respond",
+    [CONN_ST_CHAIN] = "chain",
     [CONN_ST_PEEK_HELLO] = "peek-hello", [CONN_ST_SRV_TLS] = "srv-tls",
     [CONN_ST_PROBE] = "probe",       [CONN_ST_VALIDATE] = "validate",
     [CONN_ST_EMULATE] = "emulate",   [CONN_ST_CLI_TLS] = "cli-tls",
@@ -119,6 +122,7 @@ static conn_state_fn *const conn_states[CONN_ST_COUNT] = {
     [CONN_ST_SOCKS] = socks_st_request,
     [CONN_ST_POLICY] = conn_st_policy,     [CONN_ST_RESOLVE] = conn_st_resolve,
     [CONN_ST_CONNECT] = conn_st_connect,   [CONN_ST_RESPOND] = conn_st_respond,
+    [CONN_ST_CHAIN] = fwd_st_chain,
     [CONN_ST_PEEK_HELLO] = intercept_st_peek_hello,
     [CONN_ST_SRV_TLS] = intercept_st_srv_tls,
     [CONN_ST_PROBE] = verify_st_probe,
@@ -434,6 +438,11 @@ conn_log_tls(struct conn *c)
         .cs_bytes = g->cs_bytes + c->cli.bytes_in,
         .detail = g->detail,
         .username = c->user[0] ? c->user : NULL,
+        .upstream = c->route != NULL ? c->route->cfg->name : NULL,
+        .upstream_intercepted = c->route == NULL  ? NULL
+                                : c->cert == NULL ? "-"
+                                : c->cert->upstream_intercepted ? "yes"
+                                                                : "no",
     };
     if (c->tunnel != NULL) {
         t.sc_bytes += c->tunnel->moved[RELAY_S2C];
@@ -457,6 +466,7 @@ conn_txn_reset(struct conn *c)
     free(c->txn.query);
     free(c->txn.user_agent);
     memset(&c->txn, 0, sizeof(c->txn));
+    c->route_decided = false;
     c->cli.bytes_in = c->cli.bytes_out = 0;
     c->srv.bytes_in = c->srv.bytes_out = 0;
     c->flags &= ~CONN_F_LOGGED;
@@ -474,8 +484,9 @@ conn_log_txn(struct conn *c)
     conn_addr_text(&c->cli_addr, cli_ip, sizeof(cli_ip), &port);
     t.start = c->txn.start;
     clock_gettime(CLOCK_REALTIME, &t.end);
-    t.c_ip = cli_ip;
+    t.c_ip = c->real_ip[0] ? c->real_ip : cli_ip;
     t.c_port = (int)port;
+    t.upstream = c->route != NULL ? c->route->cfg->name : NULL;
     t.s_ip = c->local_ip;
     t.supplier_ip = c->srv_ip[0] ? c->srv_ip : NULL;
     t.action = c->txn.action ? c->txn.action : "TCP_ERR";
@@ -839,8 +850,8 @@ conn_request_head(struct conn *c, struct http_head *h)
         snprintf(t->scheme, sizeof(t->scheme), "https");
         snprintf(t->host, sizeof(t->host), "%s", c->tls_host);
         t->port = c->tls_port;
-        if (t->path == NULL)
-            t->path = conn_strndup(u.path);
+        free(t->path);
+        t->path = conn_strndup(u.path);
         int rc = verify_exception_request(c, h, &u);
         if (rc != CAT_DECLINED)
             return rc;
@@ -865,21 +876,39 @@ conn_request_head(struct conn *c, struct http_head *h)
         snprintf(t->scheme, sizeof(t->scheme), "%.*s", (int)CAT_MIN(u.scheme.len, 7), u.scheme.p);
         for (char *p = t->scheme; *p; p++)
             *p = (char)tolower((unsigned char)*p);
+        free(t->path);
         t->path = conn_strndup(u.path);
         t->query = conn_strndup(u.query);
         bool tls_ok = (c->flags & CONN_F_INTERCEPTED) && strcmp(t->scheme, "https") == 0;
         if (strcmp(t->scheme, "http") != 0 && !tls_ok)
             return conn_respond_error(c, 400, "invalid_request",
                                       "Only http:// URLs may be requested without CONNECT");
+    }
+    if (fwd_is_loop(c, h)) {
+        log_warn(LOG_FAC_MAIN, c, LOG_EVT_DENIED " forwarding loop: Via already names %s",
+                 c->cfg->node_name);
+        c->txn.action = "TCP_DENIED";
+        return conn_respond_error(c, 508, "loop_detected",
+                                  "This request already went through this proxy (%s)",
+                                  c->cfg->node_name);
+    }
+    fwd_downstream_claims(c, h);
+    int prc = conn_policy_proxy(c, h);
+    if (prc != CAT_OK)
+        return prc == CAT_DECLINED ? CAT_OK : CAT_ERR;
+    /* The route (inside an interception the CONNECT's route stays). */
+    if (!(c->flags & CONN_F_INTERCEPTED)) {
+        if (fwd_route(c) != CAT_OK)
+            return CAT_OK; /* answered: no upstream available */
+        c->route_decided = true;
+    }
+    if (h->method != HTTP_M_CONNECT) {
         int rc = msg_build_request(c, h, &u);
         if (rc == CAT_ERR)
             return CAT_ERR;
         if (rc == CAT_DECLINED)
             return CAT_OK; /* answered with an error page */
     }
-    int prc = conn_policy_proxy(c, h);
-    if (prc != CAT_OK)
-        return prc == CAT_DECLINED ? CAT_OK : CAT_ERR;
     buf_consume(&c->cli.in, h->head_len);
     c->cli.bytes_in += (int64_t)h->head_len;
     conn_set_state(c, CONN_ST_POLICY);
@@ -987,6 +1016,20 @@ conn_st_request(struct conn *c, unsigned ev)
     return CAT_AGAIN;
 }
 
+/* What an origin connection is kept for: "host" and port, or "@upstream" for
+ * plain HTTP through an upstream (any site may reuse it). */
+static void
+conn_srv_key(const struct conn *c, char *key, size_t cap, unsigned *port)
+{
+    if (c->route != NULL && c->txn.method != HTTP_M_CONNECT && !(c->flags & CONN_F_INTERCEPTED)) {
+        snprintf(key, cap, "@%s", c->route->cfg->name);
+        *port = 0;
+    } else {
+        snprintf(key, cap, "%s", c->txn.host);
+        *port = c->txn.port;
+    }
+}
+
 /* Transient. Exits: RESOLVE, EXCHANGE (origin connection reused), RESPOND (403). */
 static int
 conn_st_policy(struct conn *c, unsigned ev)
@@ -1007,8 +1050,17 @@ conn_st_policy(struct conn *c, unsigned ev)
         log_notice(LOG_FAC_MAIN, c, LOG_EVT_DENIED " %s", v.reason);
         return conn_respond_error(c, 403, "policy_denied", "%s", v.reason);
     }
+    if (!c->route_decided && !(c->flags & CONN_F_INTERCEPTED)) {
+        /* SOCKS and transparent connections: no head, the route is decided here. */
+        c->route_decided = true;
+        if (fwd_route(c) != CAT_OK)
+            return CAT_OK;
+    }
+    char key[sizeof(c->srv_host)];
+    unsigned kport;
+    conn_srv_key(c, key, sizeof(key), &kport);
     if (c->srv.fd >= 0 && (c->srv_fresh || c->srv_reusable) && c->txn.method != HTTP_M_CONNECT &&
-        c->srv_port == c->txn.port && strcmp(c->srv_host, c->txn.host) == 0) {
+        c->srv_port == kport && strcmp(c->srv_host, key) == 0) {
         log_debug(LOG_FAC_MAIN, c, "reusing the origin connection");
         msg_exchange_start(c, !c->srv_fresh);
         conn_set_state(c, CONN_ST_EXCHANGE);
@@ -1068,6 +1120,17 @@ conn_st_resolve(struct conn *c, unsigned ev)
             c->err = CONN_ERR_NOMEM;
             return CAT_ERR;
         }
+        if (c->route != NULL) {
+            /* The upstream resolves the origin; we only need the upstream. */
+            c->addrs->err = RES_OK;
+            c->addrs->n = 1;
+            c->addrs->addrs[0] = c->route->cfg->addr;
+            c->addrs->lens[0] = c->route->cfg->addrlen;
+            c->addr_next = 0;
+            c->connect_errno = 0;
+            conn_set_state(c, CONN_ST_CONNECT);
+            return CAT_OK;
+        }
         int rc = res_lookup(c->w->res, c->txn.host, c->addrs, conn_dns_cb, c, &c->dns);
         if (rc == CAT_AGAIN) {
             /* Safety net over the resolver's own tries and timeouts. */
@@ -1092,7 +1155,9 @@ conn_connect_next(struct conn *c)
         size_t i = c->addr_next++;
         struct sockaddr_storage sa = c->addrs->addrs[i];
         socklen_t len = c->addrs->lens[i];
-        if (sa.ss_family == AF_INET)
+        if (c->route != NULL)
+            ; /* the upstream's address carries its port */
+        else if (sa.ss_family == AF_INET)
             ((struct sockaddr_in *)&sa)->sin_port = htons((uint16_t)c->txn.port);
         else
             ((struct sockaddr_in6 *)&sa)->sin6_port = htons((uint16_t)c->txn.port);
@@ -1156,6 +1221,13 @@ conn_st_connect(struct conn *c, unsigned ev)
         c->txn.action = "TCP_ERR_MISS";
         c->err = CONN_ERR_CONNECT;
         const char *why = strerror(c->connect_errno ? c->connect_errno : EHOSTUNREACH);
+        if (c->route != NULL) {
+            log_warn(LOG_FAC_MAIN, c, "cannot connect to upstream %s (%s): %s",
+                     c->route->cfg->name, c->route->cfg->addr_text, why);
+            return conn_respond_error(c, 502, "upstream_error",
+                                      "Cannot connect to the upstream proxy %s (%s): %s",
+                                      c->route->cfg->name, c->route->cfg->addr_text, why);
+        }
         log_info(LOG_FAC_MAIN, c, "cannot connect to %s:%u: %s", c->txn.host, c->txn.port, why);
         if (c->connect_errno == ETIMEDOUT)
             return conn_respond_error(c, 504, "gateway_timeout",
@@ -1168,13 +1240,24 @@ conn_st_connect(struct conn *c, unsigned ev)
     conn_side_want(c, &c->srv, 0);
     int one = 1;
     setsockopt(c->srv.fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-    snprintf(c->srv_host, sizeof(c->srv_host), "%s", c->txn.host);
-    c->srv_port = c->txn.port;
+    conn_srv_key(c, c->srv_host, sizeof(c->srv_host), &c->srv_port);
     socklen_t sl = sizeof(c->srv_addr);
-    if (getpeername(c->srv.fd, (struct sockaddr *)&c->srv_addr, &sl) == -1)
-        c->srv_addr.ss_family = AF_UNSPEC;
+    if (c->route != NULL || getpeername(c->srv.fd, (struct sockaddr *)&c->srv_addr, &sl) == -1)
+        c->srv_addr.ss_family = AF_UNSPEC; /* through an upstream the origin's is not known */
     log_debug(LOG_FAC_MAIN, c, "connected to %s", c->srv_ip);
+    /* Through an upstream: a tunnel to the origin first (plain HTTP goes as
+     * absolute-form requests, no tunnel). */
+    if (c->route != NULL && (c->txn.method == HTTP_M_CONNECT ||
+                             (c->flags & (CONN_F_INTERCEPTED | CONN_F_RETUNNEL)))) {
+        conn_set_state(c, CONN_ST_CHAIN);
+        return CAT_OK;
+    }
+    return conn_established(c);
+}
 
+int
+conn_established(struct conn *c)
+{
     if (c->flags & CONN_F_RETUNNEL) {
         /* The ClientHello waits in cli.in: the tunnel sends it first. */
         c->flags &= ~CONN_F_RETUNNEL;
@@ -1263,6 +1346,23 @@ conn_st_tunnel(struct conn *c, unsigned ev)
         return CAT_ERR;
     }
     if (c->tunnel == NULL) {
+        /* Bytes the upstream sent behind its CONNECT answer go to the client. */
+        while (c->srv.in.len > 0) {
+            ssize_t n = relay_write(c->cli.fd, buf_data(&c->srv.in), c->srv.in.len);
+            if (n == CAT_AGAIN) {
+                conn_side_want(c, &c->srv, 0);
+                conn_side_want(c, &c->cli, EV_WRITE);
+                if (!ev_is_active(&c->timer))
+                    conn_timer_once(c, c->cfg->timeouts.idle_ms);
+                return CAT_AGAIN;
+            }
+            if (n < 0) {
+                c->err = CONN_ERR_CLI_RESET;
+                return CAT_ERR;
+            }
+            buf_consume(&c->srv.in, (size_t)n);
+            c->cli.bytes_out += n;
+        }
         /* Early client bytes, written the ordinary way before splicing. */
         while (c->cli.in.len > 0) {
             ssize_t n = relay_write(c->srv.fd, buf_data(&c->cli.in), c->cli.in.len);

@@ -27,6 +27,7 @@
 struct worker;
 struct res_query;
 struct emu_leaf;
+struct chain_host;
 
 enum conn_state {
     CONN_ST_ACCEPTED = 0, /* [transient] fd accepted, nothing read yet */
@@ -35,6 +36,7 @@ enum conn_state {
     CONN_ST_POLICY,       /* [transient] verdict on the request: allow, deny */
     CONN_ST_RESOLVE,      /* res_ query in flight (c->dns != NULL) */
     CONN_ST_CONNECT,      /* non-blocking connect() to the origin, one address at a time */
+    CONN_ST_CHAIN,        /* CONNECT exchange with an upstream proxy (c->route) */
     CONN_ST_RESPOND,      /* writing an answer made here (200 established, error page) */
     CONN_ST_PEEK_HELLO,   /* reading the client's first bytes: a ClientHello? which name? */
     CONN_ST_PROBE,        /* tunneled site: a probe handshake fetches its certificate */
@@ -136,6 +138,7 @@ struct conn_cert {
     size_t len[CONN_MAX_CHAIN];
     size_t n;
     bool from_probe;              /* learnt by a probe (the site is tunneled) */
+    bool upstream_intercepted;    /* the chain ends at the route's upstream issuer */
     bool checked;                 /* val_check ran */
     bool rev_done;                /* revocation answered (or not asked) */
     struct rev_query *revq;       /* owned: revocation check in flight */
@@ -240,6 +243,12 @@ struct conn {
     struct conn_tlslog *tlog;      /* owned: for the SSL access log, or NULL if not TLS */
     struct conn_cert *cert;        /* owned: the origin's chain and verdict, or NULL */
     struct buf body;               /* admin writes: the request body being read */
+
+    /* Chains of tiers */
+    const struct chain_host *route; /* borrowed: c->tls->chain's; NULL = direct */
+    char real_ip[INET6_ADDRSTRLEN]; /* the client behind a trusted downstream, or "" */
+    bool downstream_inspects;      /* a trusted downstream intercepts (tier.inspect edge) */
+    bool route_decided;            /* fwd_route ran for this transaction */
 };
 
 /** Reads from a side (TLS or plain) into b: > 0, 0 at EOF, CAT_AGAIN, CAT_ERR. */
@@ -260,6 +269,13 @@ conn_side_write(struct conn_side *s, const uint8_t *p, size_t n)
 void conn_accept(struct worker *w, int fd, enum cfg_listener_type type,
                  const struct sockaddr *peer, socklen_t peerlen, struct cfg *cfg,
                  struct tls_conf *tls) CAT_NONNULL(1, 4, 6, 7);
+
+/**
+ * The origin (or, through an upstream, the tunnel to it) is connected: what
+ * a CONNECT, a SOCKS request, a transparent connection or an HTTP request
+ * does next. Returns a handler result (the state changed).
+ */
+int conn_established(struct conn *c) CAT_NONNULL(1);
 
 /** Runs the state machine from an asynchronous callback (DNS, probe, revocation). */
 void conn_wake(struct conn *c, unsigned ev) CAT_NONNULL(1);

@@ -21,6 +21,7 @@
 #include "core/msg.h"
 #include "core/pin.h"
 #include "core/policy.h"
+#include "core/validate.h"
 #include "core/verify.h"
 #include "core/worker.h"
 #include "emulation/emu.h"
@@ -79,10 +80,21 @@ intercept_decide(struct conn *c)
         conn_close(c, CONN_ERR_DENIED);
         return CAT_OK;
     }
+    if (c->route != NULL && c->cfg->tier.inspect == CFG_INSPECT_CORE) {
+        log_debug(LOG_FAC_SSL, c, "%s: the core tier inspects (tier.inspect = core)",
+                  c->tls_host);
+        return CAT_DECLINED;
+    }
     if (!pol_should_intercept(c->cfg, &c->pd, c->tls_host)) {
         log_debug(LOG_FAC_SSL, c, "%s: tunneled by policy", c->tls_host);
         return CAT_DECLINED;
     }
+    return intercept_now(c);
+}
+
+int
+intercept_now(struct conn *c)
+{
     log_debug(LOG_FAC_SSL, c, "%s: intercepting", c->tls_host);
     intercept_stash_hello(&c->cli);
     if (c->cert != NULL && c->cert->from_probe)
@@ -199,6 +211,14 @@ intercept_st_peek_hello(struct conn *c, unsigned ev)
     if (!http_alpn) {
         log_info(LOG_FAC_SSL, c, "%s: ALPN offers no HTTP/1.x (first: %s): tunneled",
                  c->tls_host, h.alpn[0]);
+        conn_set_state(c, CONN_ST_TUNNEL);
+        return CAT_OK;
+    }
+    if (c->downstream_inspects) {
+        /* The downstream tier intercepts (tier.inspect = edge) and validates
+         * the origin through this tunnel: decrypting twice helps nobody. */
+        log_debug(LOG_FAC_SSL, c, "%s: inspected downstream: tunneled", c->tls_host);
+        snprintf(c->tlog->detail, sizeof(c->tlog->detail), "inspected downstream");
         conn_set_state(c, CONN_ST_TUNNEL);
         return CAT_OK;
     }
@@ -344,9 +364,12 @@ intercept_st_emulate(struct conn *c, unsigned ev)
     }
     const uint8_t *der = NULL;
     size_t der_len = 0;
-    if (c->flags & CONN_F_EXCEPTION) {
-        /* Only for the exception page: a certificate for the requested name
-         * made from our issuer, never one mimicking the refused certificate. */
+    /* An exception page, or errors the policy ignores that the client would
+     * still see in a mimicked certificate (dates, name): a certificate for
+     * the requested name made from our issuer, never one mimicking a
+     * certificate that failed. */
+    unsigned visible = VAL_E_EXPIRED | VAL_E_NOT_YET_VALID | VAL_E_HOSTNAME;
+    if ((c->flags & CONN_F_EXCEPTION) || (c->cert != NULL && (c->cert->errors & visible))) {
         if (e != NULL)
             der = emu_issuer_der(e, &der_len);
         p.hostname = c->tls_host;

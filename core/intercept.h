@@ -23,4 +23,7 @@ int intercept_st_cli_tls(struct conn *c, unsigned ev) CAT_NONNULL(1);
  */
 int intercept_decide(struct conn *c) CAT_NONNULL(1);
 
+/** Intercepts now: the ClientHello to replay, the handshake with the origin next. Exits: SRV_TLS. */
+int intercept_now(struct conn *c) CAT_NONNULL(1);
+
 #endif

@@ -271,7 +271,7 @@ static const char log_tls_fields[] =
     "#Fields: date time time-taken c-ip s-action x-cs-sni s-supplier-ip s-supplier-port "
     "x-rs-certificate-hostname x-rs-certificate-issuer x-rs-certificate-observed-errors "
     "x-rs-certificate-validate-status x-cs-tls-version x-cs-cipher x-rs-tls-version "
-    "x-rs-cipher sc-bytes cs-bytes cs-username x-detail\n";
+    "x-rs-cipher sc-bytes cs-bytes cs-username x-upstream x-upstream-intercepted x-detail\n";
 
 static void
 log_tls_header(void)
@@ -515,9 +515,10 @@ log_tls(const struct log_tls *t)
         line[off++] = ' ';
         off = log_put_num(line, off, cap, t->cs_bytes);
     }
-    if (off < cap - 1) {
+    const char *tail[] = {t->username, t->upstream, t->upstream_intercepted};
+    for (size_t i = 0; i < CAT_ARRAY_LEN(tail) && off < cap - 1; i++) {
         line[off++] = ' ';
-        off = log_put_str(line, off, cap, t->username);
+        off = log_put_str(line, off, cap, tail[i]);
     }
     if (off < cap - 1) {
         line[off++] = ' ';

@@ -132,6 +132,8 @@ struct log_tls {
     const char *rs_version, *rs_cipher; /* server side (catena as TLS client) */
     int64_t sc_bytes, cs_bytes;
     const char *username;
+    const char *upstream;             /* x-upstream: the forwarding host used, or NULL */
+    const char *upstream_intercepted; /* x-upstream-intercepted: "yes", "no", or NULL */
     const char *detail;
 };
 

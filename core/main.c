@@ -7,6 +7,7 @@
 #include "core/cfg.h"
 #include "core/conn.h"
 #include "core/log.h"
+#include "core/override.h"
 #include "core/policy.h"
 #include "core/tls.h"
 #include "core/version.h"
@@ -193,7 +194,7 @@ main(int argc, char **argv)
         fprintf(stderr, "%s\n", err);
         return 1;
     }
-    if (tls_global_init(err, sizeof(err)) != CAT_OK) {
+    if (tls_global_init(err, sizeof(err)) != CAT_OK || ovr_init() != CAT_OK) {
         fprintf(stderr, "catena: TLS: %s\n", err);
         return 1;
     }

@@ -14,6 +14,7 @@
 #include "core/msg.h"
 
 #include "core/conn.h"
+#include "core/forward.h"
 #include "core/worker.h"
 
 #include <errno.h>
@@ -37,14 +38,16 @@ msg_body_init(struct conn_body *b, enum http_framing f, uint64_t len)
 
 /* Appends "name: value\r\n" for every header that goes on. */
 static int
-msg_copy_headers(struct buf *out, const struct http_head *h, bool keep_length)
+msg_copy_headers(const struct conn *c, struct buf *out, const struct http_head *h,
+                 bool keep_length)
 {
     for (size_t i = 0; i < h->n_hdrs; i++) {
         const struct http_hdr *x = &h->hdrs[i];
         if (http_str_eq(x->name, "Content-Length")) {
             if (!keep_length)
                 continue;
-        } else if (http_str_eq(x->name, "Host") || http_is_hop_by_hop(h, x)) {
+        } else if (http_str_eq(x->name, "Host") || http_is_hop_by_hop(h, x) ||
+                   fwd_is_tier_header(c, x)) {
             continue;
         }
         if (buf_printf(out, "%.*s: %.*s\r\n", (int)x->name.len, x->name.p, (int)x->value.len,
@@ -68,8 +71,13 @@ msg_build_request(struct conn *c, const struct http_head *h, const struct http_u
      * answers chunked, which a 1.0 client could not read. */
     int minor = h->version == 10 ? 0 : 1;
     bool v6 = u->host_is_ipv6;
-    int rc = buf_printf(out, "%.*s %.*s%.*s HTTP/1.%d\r\nHost: %s%s%s", (int)h->method_str.len,
-                        h->method_str.p, (int)u->path.len, u->path.p, (int)u->query.len,
+    /* Through an upstream proxy the target stays absolute (RFC 9112 3.2.2). */
+    char abs[600] = "";
+    if (c->route != NULL && !(c->flags & CONN_F_INTERCEPTED))
+        snprintf(abs, sizeof(abs), "%s://%s%s%s:%u", c->txn.scheme, v6 ? "[" : "", c->txn.host,
+                 v6 ? "]" : "", u->port);
+    int rc = buf_printf(out, "%.*s %s%.*s%.*s HTTP/1.%d\r\nHost: %s%s%s", (int)h->method_str.len,
+                        h->method_str.p, abs, (int)u->path.len, u->path.p, (int)u->query.len,
                         u->query.p, minor, v6 ? "[" : "", c->txn.host, v6 ? "]" : "");
     unsigned default_port = strcmp(c->txn.scheme, "https") == 0 ? 443 : 80;
     if (rc == CAT_OK && u->port != default_port)
@@ -77,9 +85,11 @@ msg_build_request(struct conn *c, const struct http_head *h, const struct http_u
     if (rc == CAT_OK)
         rc = buf_printf(out, "\r\n");
     if (rc == CAT_OK)
-        rc = msg_copy_headers(out, h, false);
+        rc = msg_copy_headers(c, out, h, false);
     if (rc == CAT_OK)
         rc = buf_printf(out, "Via: 1.%d %s\r\n", h->version == 10 ? 0 : 1, cfg->node_name);
+    if (rc == CAT_OK && c->route != NULL && !(c->flags & CONN_F_INTERCEPTED))
+        rc = fwd_upstream_headers(c, out);
     if (rc == CAT_OK && h->framing == HTTP_BODY_LENGTH)
         rc = buf_printf(out, "Content-Length: %llu\r\n", (unsigned long long)h->content_length);
     if (rc == CAT_OK && h->framing == HTTP_BODY_CHUNKED)
@@ -139,7 +149,7 @@ msg_build_response(struct conn *c, const struct http_head *h)
     /* A response without a body (HEAD, 304) keeps its Content-Length: it
      * describes the representation, not this message. */
     if (rc == CAT_OK)
-        rc = msg_copy_headers(out, h, h->framing == HTTP_BODY_NONE);
+        rc = msg_copy_headers(c, out, h, h->framing == HTTP_BODY_NONE);
     if (rc == CAT_OK)
         rc = buf_printf(out, "Via: 1.%d %s\r\n", h->version == 10 ? 0 : 1, cfg->node_name);
     if (rc == CAT_OK && h->framing == HTTP_BODY_LENGTH)

@@ -18,7 +18,7 @@
 
 #include <ev.h>
 
-enum probe_state { PROBE_CONNECTING = 0, PROBE_HANDSHAKE };
+enum probe_state { PROBE_CONNECTING = 0, PROBE_UPSTREAM, PROBE_HANDSHAKE };
 
 struct probe {
     struct ev_loop *loop;  /* borrowed */
@@ -32,6 +32,10 @@ struct probe {
     void *arg;
     char sni[256];
     char err[160];
+    char *connect_req;     /* owned: the CONNECT to send through an upstream, or NULL */
+    size_t req_sent;
+    char answer[1024];     /* the upstream's answer head, until its empty line */
+    size_t answer_len;
 };
 
 static void
@@ -43,6 +47,7 @@ probe_free(struct probe *p)
         wolfSSL_free(p->ssl);
     if (p->fd >= 0)
         close(p->fd);
+    free(p->connect_req);
     free(p);
 }
 
@@ -90,6 +95,52 @@ probe_want(struct probe *p, int events)
     ev_io_start(p->loop, &p->io);
 }
 
+/* Through an upstream: send the CONNECT, read the answer head byte by byte
+ * (what follows it is the origin's TLS). CAT_OK: the tunnel is up. */
+static int
+probe_upstream(struct probe *p)
+{
+    size_t len = strlen(p->connect_req);
+    while (p->req_sent < len) {
+        ssize_t n = send(p->fd, p->connect_req + p->req_sent, len - p->req_sent, MSG_NOSIGNAL);
+        if (n > 0) {
+            p->req_sent += (size_t)n;
+            continue;
+        }
+        if (n == -1 && (errno == EAGAIN || errno == EINTR)) {
+            probe_want(p, EV_WRITE);
+            return CAT_AGAIN;
+        }
+        snprintf(p->err, sizeof(p->err), "upstream: %s", strerror(errno));
+        probe_finish(p, p->err, 0);
+        return CAT_ERR;
+    }
+    while (p->answer_len + 1 < sizeof(p->answer)) {
+        ssize_t n = recv(p->fd, p->answer + p->answer_len, 1, 0);
+        if (n == 1) {
+            p->answer[++p->answer_len] = '\0';
+            if (p->answer_len >= 4 && memcmp(p->answer + p->answer_len - 4, "\r\n\r\n", 4) == 0) {
+                if (strncmp(p->answer, "HTTP/1.", 7) == 0 && p->answer[9] == '2')
+                    return CAT_OK;
+                snprintf(p->err, sizeof(p->err), "upstream refused: %.60s", p->answer);
+                probe_finish(p, p->err, 0);
+                return CAT_ERR;
+            }
+            continue;
+        }
+        if (n == -1 && (errno == EAGAIN || errno == EINTR)) {
+            probe_want(p, EV_READ);
+            return CAT_AGAIN;
+        }
+        snprintf(p->err, sizeof(p->err), "upstream closed before answering");
+        probe_finish(p, p->err, 0);
+        return CAT_ERR;
+    }
+    snprintf(p->err, sizeof(p->err), "upstream answer too long");
+    probe_finish(p, p->err, 0);
+    return CAT_ERR;
+}
+
 static void
 probe_step(struct probe *p)
 {
@@ -103,6 +154,12 @@ probe_step(struct probe *p)
             probe_finish(p, p->err, 0);
             return;
         }
+        p->state = p->connect_req != NULL ? PROBE_UPSTREAM : PROBE_HANDSHAKE;
+    }
+    if (p->state == PROBE_UPSTREAM) {
+        int rc = probe_upstream(p);
+        if (rc != CAT_OK)
+            return; /* waiting, or finished with an error */
         p->state = PROBE_HANDSHAKE;
     }
     int ret = wolfSSL_connect(p->ssl);
@@ -187,6 +244,23 @@ probe_start(struct ev_loop *loop, WOLFSSL_CTX *ctx, const struct sockaddr *addr,
     ev_io_set(&p->io, p->fd, EV_WRITE);
     ev_io_start(loop, &p->io);
     ev_timer_start(loop, &p->timer);
+    return p;
+}
+
+struct probe *
+probe_start_via(struct ev_loop *loop, WOLFSSL_CTX *ctx, const struct sockaddr *addr,
+                socklen_t addrlen, const char *connect_req, const char *sni, unsigned timeout_ms,
+                probe_cb *cb, void *arg)
+{
+    char *req = strdup(connect_req);
+    if (req == NULL)
+        return NULL;
+    struct probe *p = probe_start(loop, ctx, addr, addrlen, sni, timeout_ms, cb, arg);
+    if (p == NULL) {
+        free(req);
+        return NULL;
+    }
+    p->connect_req = req;
     return p;
 }
 

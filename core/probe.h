@@ -45,6 +45,15 @@ struct probe *probe_start(struct ev_loop *loop, WOLFSSL_CTX *ctx, const struct s
                           socklen_t addrlen, const char *sni, unsigned timeout_ms, probe_cb *cb,
                           void *arg) CAT_WUR CAT_NONNULL(1, 2, 3, 7);
 
+/**
+ * The same through an upstream proxy at addr: connect_req (a whole CONNECT
+ * request, copied) is sent first and a 2xx answer awaited.
+ */
+struct probe *probe_start_via(struct ev_loop *loop, WOLFSSL_CTX *ctx, const struct sockaddr *addr,
+                              socklen_t addrlen, const char *connect_req, const char *sni,
+                              unsigned timeout_ms, probe_cb *cb, void *arg) CAT_WUR
+    CAT_NONNULL(1, 2, 3, 5, 8);
+
 /** Stops a probe: no callback after it returns. p may be NULL. */
 void probe_cancel(struct probe *p);
 

@@ -15,6 +15,7 @@
  */
 #include "core/tls.h"
 
+#include "chain/chain.h"
 #include "core/auth.h"
 #include "core/log.h"
 #include "core/validate.h"
@@ -517,6 +518,11 @@ tls_conf_new(struct cfg *cfg, char *err, size_t errlen)
         snprintf(err, errlen, "trust store: %s", verr);
         goto fail;
     }
+    t->chain = chain_new(cfg, &vo, verr, sizeof(verr));
+    if (t->chain == NULL) {
+        snprintf(err, errlen, "%s", verr);
+        goto fail;
+    }
     struct val_stats vs;
     val_store_stats(t->trust, &vs);
     if (vs.anchors == 0)
@@ -595,6 +601,7 @@ tls_conf_unref(struct tls_conf *t)
     if (t->srv_ctx != NULL)
         wolfSSL_CTX_free(t->srv_ctx);
     val_store_free(t->trust);
+    chain_free(t->chain);
     for (size_t i = 0; i < t->n_realms; i++)
         auth_realm_free(t->realms[i]);
     free(t->realms);

@@ -27,6 +27,7 @@
 struct emu;
 struct val_store;
 struct auth_realm;
+struct chain;
 
 /* What a config snapshot needs for TLS: built once, shared read-only by workers. */
 struct tls_conf {
@@ -37,6 +38,7 @@ struct tls_conf {
     char **keyring_names;        /* borrowed: cfg's names, same order */
     size_t n_keyrings;
     struct auth_realm **realms;  /* owned: authentication realms (cfg->realms order) */
+    struct chain *chain;         /* owned: forwarding hosts (health checks run on worker 0) */
     size_t n_realms;
     struct cfg *cfg;             /* ref: the snapshot it was built from */
 };

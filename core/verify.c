@@ -13,7 +13,10 @@
  */
 #include "core/verify.h"
 
+#include "chain/chain.h"
+
 #include "core/conn.h"
+#include "core/forward.h"
 #include "core/intercept.h"
 #include "core/msg.h"
 #include "core/override.h"
@@ -204,6 +207,14 @@ verify_decide(struct conn *c)
     ev_timer_stop(c->w->loop, &c->timer);
     if (cc->errors != cc->final)
         log_info(LOG_FAC_SSL, c, "certificate errors of %s ignored by policy", c->tls_host);
+    if (cc->from_probe && cc->upstream_intercepted && c->cfg->tier.inspect != CFG_INSPECT_CORE) {
+        /* The upstream intercepts this site: tunneled through here, the user
+         * would get the upstream's certificates (and pages), which only this
+         * tier's issuer makes trustworthy. Intercept here too. */
+        log_info(LOG_FAC_SSL, c, "%s: the upstream %s intercepts; intercepting here too",
+                 c->tls_host, c->route->cfg->name);
+        return intercept_now(c);
+    }
     if (cc->final == 0) {
         if (cc->from_probe) {
             conn_set_state(c, CONN_ST_TUNNEL);
@@ -348,9 +359,28 @@ verify_st_probe(struct conn *c, unsigned ev)
         }
         bool ip = strchr(c->tls_host, ':') != NULL ||
                   strspn(c->tls_host, "0123456789.") == strlen(c->tls_host);
-        cc->probe = probe_start(c->w->loop, c->tls->srv_ctx, (struct sockaddr *)&sa, len,
-                                ip ? NULL : c->tls_host, c->cfg->validation.probe_timeout_ms,
-                                verify_probe_cb, c);
+        const char *sni = ip ? NULL : c->tls_host;
+        unsigned tmo = c->cfg->validation.probe_timeout_ms;
+        if (c->route == NULL) {
+            cc->probe = probe_start(c->w->loop, c->tls->srv_ctx, (struct sockaddr *)&sa, len, sni,
+                                    tmo, verify_probe_cb, c);
+        } else if (c->route->cfg->type == CFG_FWD_HTTPS) {
+            /* A probe does not nest TLS: the site goes unchecked here. */
+            log_debug(LOG_FAC_SSL, c, "%s: no probe through a TLS upstream", c->tls_host);
+            conn_set_state(c, CONN_ST_TUNNEL);
+            return CAT_OK;
+        } else {
+            /* Through the upstream, as the tunnel itself goes. */
+            uint8_t mem[4096];
+            struct buf req = {.base = mem, .cap = sizeof(mem) - 1};
+            if (fwd_connect_request(c, &req) != CAT_OK) {
+                c->err = CONN_ERR_NOMEM;
+                return CAT_ERR;
+            }
+            mem[req.len] = '\0';
+            cc->probe = probe_start_via(c->w->loop, c->tls->srv_ctx, (struct sockaddr *)&sa, len,
+                                        (const char *)mem, sni, tmo, verify_probe_cb, c);
+        }
         if (cc->probe == NULL) {
             c->err = CONN_ERR_NOMEM;
             return CAT_ERR;
@@ -417,14 +447,26 @@ verify_check_chain(struct conn *c)
     struct conn_cert *cc = c->cert;
     struct val_result *r = calloc(1, sizeof(*r));
     cc->checked = true;
+    /* Through an upstream, its emulated issuer is an anchor too: on this
+     * route only, never globally. */
+    const struct val_store *store =
+        c->route != NULL && c->route->trust != NULL ? c->route->trust : c->tls->trust;
     if (r == NULL || cc->n == 0 ||
-        val_check(c->tls->trust, (const uint8_t *const *)cc->der, cc->len, cc->n, time(NULL),
-                  r) != CAT_OK) {
+        val_check(store, (const uint8_t *const *)cc->der, cc->len, cc->n, time(NULL), r) !=
+            CAT_OK) {
         cc->errors |= VAL_E_UNTRUSTED;
         free(r);
         return;
     }
     cc->errors |= r->errors;
+    if (c->route != NULL && c->route->issuer_der != NULL && r->anchored && r->path_len > 0) {
+        const struct val_path_cert *a = &r->path[r->path_len - 1];
+        cc->upstream_intercepted = a->len == c->route->issuer_len &&
+                                   memcmp(a->der, c->route->issuer_der, a->len) == 0;
+        if (cc->upstream_intercepted)
+            log_debug(LOG_FAC_SSL, c, "%s: the upstream %s intercepts", c->tls_host,
+                      c->route->cfg->name);
+    }
     if (r->issuer_idx >= 0) {
         cc->issuer_idx = r->issuer_idx;
     } else if (r->issuer_der != NULL) {
@@ -442,7 +484,7 @@ verify_check_chain(struct conn *c)
             cc->errors |= VAL_E_HOSTNAME;
         /* Our issuer is never an upstream trust anchor: our own certificate
          * coming back from an "origin" is a loop or an attack. */
-        for (size_t i = 0; i < c->tls->n_keyrings; i++)
+        for (size_t i = 0; i < c->tls->n_keyrings && !cc->upstream_intercepted; i++)
             if (emu_is_own_issue(c->tls->keyrings[i], cc->der[0], cc->len[0])) {
                 log_warn(LOG_FAC_SSL, c, "%s presented a certificate issued by catena's own CA",
                          c->tls_host);
@@ -498,16 +540,17 @@ verify_st_validate(struct conn *c, unsigned ev)
             }
             verify_apply_revocation(c, &a);
         }
-        if (cc->from_probe && (cc->errors & (VAL_E_REVOKED | VAL_E_REVOCATION_UNKNOWN))) {
-            struct probe_verdict pv = {.errors = cc->errors};
-            char key[400];
-            if (c->tlog != NULL) {
-                snprintf(pv.cn, sizeof(pv.cn), "%s", c->tlog->cert_hostname);
-                snprintf(pv.issuer, sizeof(pv.issuer), "%s", c->tlog->cert_issuer);
-            }
-            verify_probe_key(c, key, sizeof(key));
-            probe_cache_put(key, &pv, v->probe_ttl_ms, v->cache_entries);
+    }
+    /* The probe's verdict, revocation included, whichever way it ended. */
+    if (cc->from_probe && (cc->errors & (VAL_E_REVOKED | VAL_E_REVOCATION_UNKNOWN))) {
+        struct probe_verdict pv = {.errors = cc->errors};
+        char key[400];
+        if (c->tlog != NULL) {
+            snprintf(pv.cn, sizeof(pv.cn), "%s", c->tlog->cert_hostname);
+            snprintf(pv.issuer, sizeof(pv.issuer), "%s", c->tlog->cert_issuer);
         }
+        verify_probe_key(c, key, sizeof(key));
+        probe_cache_put(key, &pv, v->probe_ttl_ms, v->cache_entries);
     }
     return verify_decide(c);
 }
@@ -637,6 +680,7 @@ verify_override(struct conn *c, const struct http_url *u)
     if (!verify_overridable(c, cc->final) || !verify_query_param(u->query, "t", &tok) ||
         !verify_query_param(u->query, "u", &to) ||
         !verify_url_decode(to.p, to.len, dest, sizeof(dest)) || dest[0] != '/' ||
+        dest[1] == '/' || dest[1] == '\\' || /* "//host": not a path, an open redirect */
         !ovr_check(tok.p, tok.len, c->tls_host, cc->final, c->cli_ip, time(NULL))) {
         log_notice(LOG_FAC_SSL, c, LOG_EVT_DENIED " invalid override request for %s",
                    c->tls_host);

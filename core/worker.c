@@ -16,6 +16,7 @@
 #include "core/log.h"
 #include "core/page.h"
 #include "core/tls.h"
+#include "chain/chain.h"
 #include "core/pull.h"
 #include "core/revoke.h"
 #include "resolver/res.h"
@@ -289,9 +290,13 @@ worker_apply_update(struct worker *w, struct worker_update *u)
     struct cfg *old = w->cfg;
     w->cfg = u->cfg;
     u->cfg = NULL;
+    if (w->idx == 0 && w->tls != NULL)
+        chain_health_stop(w->tls->chain); /* on this thread, where they run */
     tls_conf_unref(w->tls);
     w->tls = u->tls;
     u->tls = NULL;
+    if (w->idx == 0)
+        chain_health_start(w->tls->chain, w->loop);
 
     /* A new resolver when its section changed: lookups in flight are
      * restarted on the new one by the connections themselves. */
@@ -376,6 +381,8 @@ worker_main(void *arg)
     w->lsns = NULL;
     pull_free(w->pull);
     w->pull = NULL;
+    if (w->idx == 0 && w->tls != NULL)
+        chain_health_stop(w->tls->chain);
     rev_ctx_free(w->rev);
     w->rev = NULL;
     res_free(w->res);
@@ -435,6 +442,8 @@ workers_start(struct cfg *cfg, struct tls_conf *tls, char *err, size_t errlen)
         for (size_t j = 0; j < w->n_lsns; j++)
             worker_lsn_start(w, &w->lsns[j]);
         pull_update(w);
+        if (i == 0)
+            chain_health_start(w->tls->chain, w->loop);
     }
     free(ups);
     for (unsigned i = 0; i < n_workers; i++) {

@@ -12,6 +12,8 @@ Session-scoped (started once, on first use, stopped at the end):
   keyring      catena's issuer keyrings made with catenactl (lib/intercept.py: root +
                intermediate; clients trust keyring.root_cert)
   echo_tls     the echo origin over TLS (leaf "echo.test" from the test PKI), .port
+  val_origins  certificate-validation origins: a second nginx with one certificate case per
+               port and the OCSP responders they name (lib/valorigins.py)
 Per test:
   make_catena  factory of catena nodes (lib/catena.py); every node is stopped and checked
                (sanitizers, unexpected err+ event-log lines) when the test ends
@@ -38,6 +40,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from lib import catena as catena_mod  # noqa: E402
 from lib import dnsmasq, intercept, origins as origins_mod, pki as pki_mod, util  # noqa: E402
+from lib import valorigins  # noqa: E402
 
 DEFAULT_TEST_TIMEOUT = 300
 _kept_dir = []
@@ -217,6 +220,19 @@ def echo_tls(session_dir, origins):
     e.leaf = leaf
     yield e
     e.stop()
+
+
+@pytest.fixture(scope="session")
+def val_origins(session_dir, origins):
+    # After `origins`: the main nginx must not serve the leaves issued here.
+    v = valorigins.ValOrigins(session_dir / "validation", origins.pki, origins.files)
+    try:
+        v.start()
+    except BaseException:
+        v.stop()
+        raise
+    yield v
+    v.stop()
 
 
 # --- per-test fixtures ---------------------------------------------------------------

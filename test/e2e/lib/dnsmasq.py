@@ -20,6 +20,11 @@ NAMES = [
     "ocsp.test", "crl.test",
     "squid.test",
     "node1.test", "node2.test", "node3.test",  # catena nodes, for chains
+    # certificate validation origins (lib/valorigins.py)
+    "notyet.test", "selfsigned.test", "nointer.test", "ocsprevoked.test", "clientcert.test",
+    "tls10.test", "weakcipher.test", "weakkey.test", "sha1.test", "badeku.test",
+    "norev.test", "slowocsp.test", "escape.test", "multi.test",
+    "expired2.test",
 ]
 
 _QUERY = re.compile(r"query\[(\w+)\] (\S+) from (\S+)")

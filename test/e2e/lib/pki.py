@@ -188,10 +188,11 @@ class _Ca:
         self.cnf.write_text(_CA_CNF.format(dir=self.dir))
         _genkey(self.key, self.key_alg)
 
-    def sign(self, csr, out, extfile, extensions, start, end):
+    def sign(self, csr, out, extfile, extensions, start, end, md=None):
         _openssl(["ca", "-config", self.cnf, "-batch", "-notext", "-in", csr, "-out", out,
                   "-cert", self.cert, "-keyfile", self.key, "-extfile", extfile,
-                  "-extensions", extensions, "-startdate", start, "-enddate", end])
+                  "-extensions", extensions, "-startdate", start, "-enddate", end] +
+                 (["-md", md] if md else []))
 
     def gencrl(self, out_pem, out_der):
         _openssl(["ca", "-config", self.cnf, "-batch", "-gencrl", "-cert", self.cert,
@@ -275,13 +276,22 @@ class Pki:
         return (_stamp(now - datetime.timedelta(days=1)), _stamp(now + datetime.timedelta(days=365)))
 
     def issue(self, name, cn=None, sans=None, issuer="inter", key="ec", not_before=None,
-              not_after=None, aia=True):
+              not_after=None, aia=True, ocsp_url=None, crl_url=None, md=None,
+              eku="serverAuth", ca_issuers_url=None):
         """Issues (or re-issues) leaf `name` into leaves/NAME/ and returns its Leaf.
 
         cn defaults to name, sans to ["DNS:<cn>"]; issuer is "inter" (trusted chain),
-        "root" or "untrusted"; dates are openssl's YYYYMMDDHHMMSSZ.
+        "root", "untrusted" or "self" (a self-signed leaf); dates are openssl's
+        YYYYMMDDHHMMSSZ (a self-signed leaf is valid from now for a year). key: "ec" or
+        "rsa[:bits]"; md: the signature digest ("sha1" for a weak one); eku: the
+        extendedKeyUsage value (None: no EKU extension).
+        Revocation pointers (leaves of the intermediate, with aia): ocsp_url and crl_url
+        default to the PKI's (pki.ocsp_url, pki.crl_url); "" leaves that one out;
+        ca_issuers_url adds an AIA caIssuers URL (where the issuer could be fetched).
         """
-        ca = {"inter": self.inter, "root": self.root, "untrusted": self.untrusted}[issuer]
+        self_signed = issuer == "self"
+        ca = None if self_signed else \
+            {"inter": self.inter, "root": self.root, "untrusted": self.untrusted}[issuer]
         cn = cn or name
         sans = sans or ["DNS:" + cn]
         d = self.dir / "leaves" / name
@@ -289,19 +299,35 @@ class Pki:
         leaf = Leaf(name, d)
         _genkey(leaf.key, key)
         csr = d / "csr.pem"
-        _openssl(["req", "-new", "-config", ca.cnf, "-key", leaf.key,
+        _openssl(["req", "-new", "-config", (ca or self.inter).cnf, "-key", leaf.key,
                   "-subj", "/O=catena e2e origin/CN=%s" % cn, "-out", csr])
         usage = "digitalSignature" if key == "ec" else "digitalSignature, keyEncipherment"
         ext = ["[ leaf ]", "basicConstraints = CA:FALSE", "keyUsage = critical, " + usage,
-               "extendedKeyUsage = serverAuth", "subjectKeyIdentifier = hash",
-               "authorityKeyIdentifier = keyid:always", "subjectAltName = " + ", ".join(sans)]
+               "subjectKeyIdentifier = hash", "subjectAltName = " + ", ".join(sans)]
+        if eku:
+            ext.append("extendedKeyUsage = " + eku)
+        if not self_signed:
+            ext.append("authorityKeyIdentifier = keyid:always")
         if aia and ca is self.inter:
-            ext.append("authorityInfoAccess = OCSP;URI:%s" % self.ocsp_url)
-            ext.append("crlDistributionPoints = URI:%s" % self.crl_url)
+            ocsp = self.ocsp_url if ocsp_url is None else ocsp_url
+            crl = self.crl_url if crl_url is None else crl_url
+            aia_ext = ["OCSP;URI:%s" % ocsp] if ocsp else []
+            if ca_issuers_url:
+                aia_ext.append("caIssuers;URI:%s" % ca_issuers_url)
+            if aia_ext:
+                ext.append("authorityInfoAccess = " + ", ".join(aia_ext))
+            if crl:
+                ext.append("crlDistributionPoints = URI:%s" % crl)
         extfile = d / "ext.cnf"
         extfile.write_text("\n".join(ext) + "\n")
-        start, end = self._default_window()
-        ca.sign(csr, leaf.cert, extfile, "leaf", not_before or start, not_after or end)
+        if self_signed:
+            _openssl(["x509", "-req", "-in", csr, "-signkey", leaf.key, "-days", "365",
+                      "-set_serial", "7", "-extfile", extfile, "-extensions", "leaf",
+                      "-out", leaf.cert] + (["-" + md] if md else ["-sha256"]))
+        else:
+            start, end = self._default_window()
+            ca.sign(csr, leaf.cert, extfile, "leaf", not_before or start, not_after or end,
+                    md=md)
         chain = leaf.cert.read_text()
         if ca is self.inter:
             chain += self.inter.cert.read_text()
