@@ -8,6 +8,8 @@
 
 #include "core/conn.h"
 #include "core/page.h"
+#include "chain/chain.h"
+#include "core/forward.h"
 #include "core/pin.h"
 #include "core/bundle.h"
 #include "core/policy.h"
@@ -135,8 +137,19 @@ admin_status(struct admin_body *b, const struct conn *c)
         admin_add(b, ", \"until\": %lld, \"reason\": \"%s\"}", (long long)sites[i].tunnel_until,
                   sites[i].client_cert ? "client_certificate" : "pinned");
     }
-    admin_add(b, "%s]\n}\n", n ? "\n  " : "");
+    admin_add(b, "%s],\n", n ? "\n  " : "");
     free(sites);
+    /* Chains: this node's upstreams, and the downstream tiers seen. */
+    char *j = malloc(65536);
+    if (j != NULL) {
+        chain_status_json(t->chain, j, 65536);
+        admin_add(b, "  \"upstreams\": %s,\n", j);
+        fwd_tiers_json(j, 65536);
+        admin_add(b, "  \"tiers\": %s,\n  \"tier_mismatches\": %lu\n", j,
+                  fwd_tier_mismatches());
+        free(j);
+    }
+    admin_add(b, "}\n");
 }
 
 static void
@@ -164,6 +177,10 @@ admin_metrics(struct admin_body *b, const struct conn *c)
 static void
 admin_metrics_decisions(struct admin_body *b)
 {
+    admin_add(b, "# HELP catena_tier_mismatches_total Requests from downstream tiers running "
+                 "another bundle.\n# TYPE catena_tier_mismatches_total counter\n"
+                 "catena_tier_mismatches_total %lu\n",
+              fwd_tier_mismatches());
     admin_add(b, "# HELP catena_decisions_total Transactions and TLS connections by action.\n"
                  "# TYPE catena_decisions_total counter\n");
     for (size_t i = 0; i < CAT_ARRAY_LEN(admin_actions); i++)
