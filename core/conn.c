@@ -53,7 +53,7 @@ static const char *const conn_state_names[CONN_ST_COUNT] = {
     [CONN_ST_SOCKS] = "socks",
     [CONN_ST_POLICY] = "policy",     [CONN_ST_RESOLVE] = "resolve",
     [CONN_ST_CONNECT] = "connect",   [CONN_ST_RESPOND] = "respond",
-    [CONN_ST_CHAIN] = "chain",
+    [CONN_ST_CHAIN] = "chain",       [CONN_ST_UP_TLS] = "up-tls",
     [CONN_ST_PEEK_HELLO] = "peek-hello", [CONN_ST_SRV_TLS] = "srv-tls",
     [CONN_ST_PROBE] = "probe",       [CONN_ST_VALIDATE] = "validate",
     [CONN_ST_EMULATE] = "emulate",   [CONN_ST_CLI_TLS] = "cli-tls",
@@ -123,6 +123,7 @@ static conn_state_fn *const conn_states[CONN_ST_COUNT] = {
     [CONN_ST_POLICY] = conn_st_policy,     [CONN_ST_RESOLVE] = conn_st_resolve,
     [CONN_ST_CONNECT] = conn_st_connect,   [CONN_ST_RESPOND] = conn_st_respond,
     [CONN_ST_CHAIN] = fwd_st_chain,
+    [CONN_ST_UP_TLS] = fwd_st_up_tls,
     [CONN_ST_PEEK_HELLO] = intercept_st_peek_hello,
     [CONN_ST_SRV_TLS] = intercept_st_srv_tls,
     [CONN_ST_PROBE] = verify_st_probe,
@@ -300,6 +301,10 @@ conn_side_tls_free(struct conn_side *s)
         wolfSSL_free(s->ssl);
     s->ssl = NULL;
     memset(&s->tio, 0, sizeof(s->tio));
+    if (s->up_ssl != NULL) /* the outer session goes after the inner one */
+        wolfSSL_free(s->up_ssl);
+    s->up_ssl = NULL;
+    memset(&s->up_tio, 0, sizeof(s->up_tio));
     buf_free(&s->replay);
 }
 
@@ -1247,6 +1252,10 @@ conn_st_connect(struct conn *c, unsigned ev)
     log_debug(LOG_FAC_MAIN, c, "connected to %s", c->srv_ip);
     /* Through an upstream: a tunnel to the origin first (plain HTTP goes as
      * absolute-form requests, no tunnel). */
+    if (c->route != NULL && c->route->cfg->type == CFG_FWD_HTTPS) {
+        conn_set_state(c, CONN_ST_UP_TLS); /* TLS to the upstream first */
+        return CAT_OK;
+    }
     if (c->route != NULL && (c->txn.method == HTTP_M_CONNECT ||
                              (c->flags & (CONN_F_INTERCEPTED | CONN_F_RETUNNEL)))) {
         conn_set_state(c, CONN_ST_CHAIN);
@@ -1344,6 +1353,14 @@ conn_st_tunnel(struct conn *c, unsigned ev)
         c->err = CONN_ERR_TIMEOUT;
         log_info(LOG_FAC_MAIN, c, "tunnel idle for %u ms", c->cfg->timeouts.tunnel_idle_ms);
         return CAT_ERR;
+    }
+    if (c->tunnel == NULL && c->srv.ssl != NULL) {
+        /* Through a TLS upstream the bytes must pass through its session:
+         * relayed in user space instead of spliced. */
+        conn_side_want(c, &c->cli, 0);
+        msg_stream_start(c);
+        conn_set_state(c, CONN_ST_STREAM);
+        return CAT_OK;
     }
     if (c->tunnel == NULL) {
         /* Bytes the upstream sent behind its CONNECT answer go to the client. */

@@ -36,6 +36,7 @@ enum conn_state {
     CONN_ST_POLICY,       /* [transient] verdict on the request: allow, deny */
     CONN_ST_RESOLVE,      /* res_ query in flight (c->dns != NULL) */
     CONN_ST_CONNECT,      /* non-blocking connect() to the origin, one address at a time */
+    CONN_ST_UP_TLS,       /* TLS handshake with an upstream proxy of type https */
     CONN_ST_CHAIN,        /* CONNECT exchange with an upstream proxy (c->route) */
     CONN_ST_RESPOND,      /* writing an answer made here (200 established, error page) */
     CONN_ST_PEEK_HELLO,   /* reading the client's first bytes: a ClientHello? which name? */
@@ -100,6 +101,8 @@ struct conn_side {
     int fd;             /* owned; -1 when not connected */
     WOLFSSL *ssl;       /* owned; NULL for plain TCP */
     struct tls_io tio;  /* the TLS session's I/O context (fd, replay) */
+    WOLFSSL *up_ssl;    /* owned: srv through a TLS upstream: the outer session under ssl */
+    struct tls_io up_tio;
     struct buf replay;  /* raw bytes read before TLS began, fed to wolfSSL first */
     ev_io io;           /* one watcher; events set by conn_side_want() */
     int events;         /* EV_READ|EV_WRITE currently armed */

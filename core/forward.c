@@ -18,6 +18,7 @@
 #include "core/msg.h"
 #include "core/policy.h"
 #include "core/tls.h"
+#include "core/validate.h"
 #include "core/worker.h"
 
 #include <arpa/inet.h>
@@ -297,6 +298,101 @@ fwd_route(struct conn *c)
     conn_respond_error(c, 502, "upstream_unavailable", "No upstream proxy is available: %s",
                        why);
     return CAT_DECLINED;
+}
+
+/* ---- TLS to the upstream (type https) ----------------------------------------------- */
+
+/*
+ * Entered with the upstream connected (TCP). Its certificate is validated
+ * against the node's anchors and the name tls_name (or its address).
+ * Exits: CHAIN (a tunnel to ask for), EXCHANGE (plain HTTP), RESPOND (502).
+ */
+int
+fwd_st_up_tls(struct conn *c, unsigned ev)
+{
+    const struct chain_host *r = c->route;
+    struct conn_side *s = &c->srv;
+    char why[300] = "";
+    if (ev & CONN_EV_TIMER) {
+        snprintf(why, sizeof(why), "TLS handshake timed out");
+        goto refused;
+    }
+    if (s->ssl == NULL) {
+        s->tio = (struct tls_io){.fd = s->fd};
+        s->ssl = tls_session_new(c->tls->srv_ctx, &s->tio);
+        if (s->ssl == NULL) {
+            c->err = CONN_ERR_NOMEM;
+            return CAT_ERR;
+        }
+        if (r->cfg->tls_name != NULL)
+            wolfSSL_UseSNI(s->ssl, WOLFSSL_SNI_HOST_NAME, r->cfg->tls_name,
+                           (unsigned short)strlen(r->cfg->tls_name));
+        conn_timer_once(c, c->cfg->timeouts.tls_handshake_ms);
+    }
+    int ret = wolfSSL_connect(s->ssl);
+    if (ret != WOLFSSL_SUCCESS) {
+        int e = wolfSSL_get_error(s->ssl, ret);
+        if (e == WOLFSSL_ERROR_WANT_READ || e == WOLFSSL_ERROR_WANT_WRITE) {
+            conn_side_want(c, s, e == WOLFSSL_ERROR_WANT_READ ? EV_READ : EV_WRITE);
+            return CAT_AGAIN;
+        }
+        tls_describe_error(s->ssl, ret, why, sizeof(why));
+        goto refused;
+    }
+    ev_timer_stop(c->w->loop, &c->timer);
+    conn_side_want(c, s, 0);
+    /* The upstream's own certificate: the node's anchors, its configured name. */
+    const uint8_t *ders[8];
+    size_t lens[8], n = 0;
+    WOLFSSL_X509_CHAIN *chain = wolfSSL_get_peer_chain(s->ssl);
+    int count = chain != NULL ? wolfSSL_get_chain_count(chain) : 0;
+    for (int i = 0; i < count && n < 8; i++) {
+        ders[n] = wolfSSL_get_chain_cert(chain, i);
+        lens[n] = (size_t)wolfSSL_get_chain_length(chain, i);
+        if (ders[n] != NULL)
+            n++;
+    }
+    struct val_result *v = calloc(1, sizeof(*v));
+    unsigned errors = VAL_E_UNTRUSTED;
+    if (v != NULL && n > 0 && val_check(c->tls->trust, ders, lens, n, time(NULL), v) == CAT_OK) {
+        errors = v->errors;
+        char ip[64];
+        const char *name = r->cfg->tls_name;
+        if (name == NULL) {
+            snprintf(ip, sizeof(ip), "%s", r->cfg->addr_text);
+            char *colon = strrchr(ip, ':');
+            if (colon != NULL)
+                *colon = '\0';
+            name = ip[0] == '[' ? ip + 1 : ip;
+            char *br = strchr(ip, ']');
+            if (br != NULL)
+                *br = '\0';
+        }
+        if (val_check_hostname(ders[0], lens[0], name) != CAT_OK)
+            errors |= VAL_E_HOSTNAME;
+    }
+    free(v);
+    if (errors != 0) {
+        char errs[160];
+        snprintf(why, sizeof(why), "its certificate is refused: %s",
+                 val_errors_str(errors, errs, sizeof(errs)));
+        goto refused;
+    }
+    log_debug(LOG_FAC_MAIN, c, "TLS to upstream %s up: %s", r->cfg->name,
+              wolfSSL_get_version(s->ssl));
+    if (c->txn.method == HTTP_M_CONNECT || (c->flags & (CONN_F_INTERCEPTED | CONN_F_RETUNNEL))) {
+        conn_set_state(c, CONN_ST_CHAIN);
+        return CAT_OK;
+    }
+    return conn_established(c);
+refused:
+    log_warn(LOG_FAC_SSL, c, LOG_EVT_SRV_TLS " upstream %s (%s): %s", r->cfg->name,
+             r->cfg->addr_text, why);
+    c->txn.action = "TCP_ERR_MISS";
+    c->err = CONN_ERR_SRV_TLS;
+    return conn_respond_error(c, 502, "upstream_error",
+                              "The TLS connection to the upstream proxy %s (%s) failed: %s",
+                              r->cfg->name, r->cfg->addr_text, why);
 }
 
 /* ---- the CONNECT exchange -------------------------------------------------------- */

@@ -27,6 +27,9 @@ struct conn;
  */
 int fwd_route(struct conn *c) CAT_NONNULL(1);
 
+/** CONN_ST_UP_TLS: TLS with an upstream of type https, its certificate validated. */
+int fwd_st_up_tls(struct conn *c, unsigned ev) CAT_NONNULL(1);
+
 /** CONN_ST_CHAIN: the CONNECT exchange with the upstream. Exits: as a direct connect. */
 int fwd_st_chain(struct conn *c, unsigned ev) CAT_NONNULL(1);
 

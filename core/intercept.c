@@ -16,6 +16,7 @@
  */
 #include "core/intercept.h"
 
+#include "chain/chain.h"
 #include "core/conn.h"
 #include "core/detect.h"
 #include "core/msg.h"
@@ -289,8 +290,21 @@ intercept_st_srv_tls(struct conn *c, unsigned ev)
         c->err = CONN_ERR_SRV_TLS;
         return CAT_ERR;
     }
+    if (s->ssl != NULL && s->up_ssl == NULL && c->route != NULL &&
+        c->route->cfg->type == CFG_FWD_HTTPS) {
+        /* The session so far is the upstream's: it goes under the origin's. */
+        s->up_ssl = s->ssl;
+        s->up_tio = s->tio;
+        wolfSSL_SetIOReadCtx(s->up_ssl, &s->up_tio);
+        wolfSSL_SetIOWriteCtx(s->up_ssl, &s->up_tio);
+        s->ssl = NULL;
+    }
     if (s->ssl == NULL) {
         s->tio = (struct tls_io){.fd = s->fd};
+        if (s->up_ssl != NULL) {
+            s->tio.under = s->up_ssl;
+            s->tio.under_io = &s->up_tio;
+        }
         s->ssl = tls_session_new(c->tls->srv_ctx, &s->tio);
         if (s->ssl == NULL) {
             c->err = CONN_ERR_NOMEM;

@@ -496,12 +496,15 @@ msg_stream_start(struct conn *c)
     msg_body_init(&c->resp_body, HTTP_BODY_CLOSE, 0);
     c->req_phase = c->resp_phase = CONN_MSG_BODY;
     c->txn.action = "TCP_TUNNELED";
-    snprintf(c->txn.method_str, sizeof(c->txn.method_str), "-");
-    snprintf(c->txn.scheme, sizeof(c->txn.scheme), "tls");
-    snprintf(c->txn.host, sizeof(c->txn.host), "%s", c->tls_host);
-    c->txn.port = c->tls_port;
     c->txn.status = 200;
-    clock_gettime(CLOCK_REALTIME, &c->txn.start);
+    if (c->txn.method_str[0] == '\0') {
+        /* Not HTTP inside an interception: a transaction of its own. */
+        snprintf(c->txn.method_str, sizeof(c->txn.method_str), "-");
+        snprintf(c->txn.scheme, sizeof(c->txn.scheme), "tls");
+        snprintf(c->txn.host, sizeof(c->txn.host), "%s", c->tls_host);
+        c->txn.port = c->tls_port;
+        clock_gettime(CLOCK_REALTIME, &c->txn.start);
+    }
     size_t cap = CAT_MAX(cfg->limits.buffer_size, cfg->limits.max_head_size);
     if (buf_reserve(&c->srv.in, cap) != CAT_OK)
         buf_free(&c->cli.in); /* msg_stream sees the missing buffer and closes */

@@ -161,10 +161,38 @@ tls_note_plain_alert(struct tls_io *io, const unsigned char *p, size_t n)
     }
 }
 
+/* The inner session's I/O over the outer one: its results in callback terms. */
+static int
+tls_under_result(struct tls_io *io, int ret)
+{
+    int e = wolfSSL_get_error(io->under, ret);
+    switch (e) {
+    case WOLFSSL_ERROR_WANT_READ:
+        io->want = EV_READ;
+        return WOLFSSL_CBIO_ERR_WANT_READ;
+    case WOLFSSL_ERROR_WANT_WRITE:
+        io->want = EV_WRITE;
+        return WOLFSSL_CBIO_ERR_WANT_WRITE;
+    case WOLFSSL_ERROR_ZERO_RETURN:
+        io->peer_closed = true;
+        return WOLFSSL_CBIO_ERR_CONN_CLOSE;
+    default:
+        if (io->under_io->peer_closed) {
+            io->peer_closed = true;
+            return WOLFSSL_CBIO_ERR_CONN_CLOSE;
+        }
+        return WOLFSSL_CBIO_ERR_GENERAL;
+    }
+}
+
 static int
 tls_recv_cb(WOLFSSL *ssl, char *p, int sz, void *ctx)
 {
     struct tls_io *io = ctx;
+    if (io->under != NULL) {
+        int n = wolfSSL_read(io->under, p, sz);
+        return n > 0 ? n : tls_under_result(io, n);
+    }
     if (io->replay != NULL && io->replay->len > 0) {
         size_t n = CAT_MIN((size_t)sz, io->replay->len);
         memcpy(p, buf_data(io->replay), n);
@@ -198,6 +226,10 @@ static int
 tls_send_cb(WOLFSSL *ssl, char *p, int sz, void *ctx)
 {
     struct tls_io *io = ctx;
+    if (io->under != NULL) {
+        int n = wolfSSL_write(io->under, p, sz);
+        return n > 0 ? n : tls_under_result(io, n);
+    }
     for (;;) {
         ssize_t n = send(io->fd, p, (size_t)sz, MSG_NOSIGNAL);
         if (n >= 0)

@@ -68,6 +68,10 @@ struct tls_io {
     int plain_alert;    /* its description code, or 0 */
     bool alert_body_next; /* the last read was such an alert's header */
     bool client_cert_requested; /* the server sent a CertificateRequest */
+    /* TLS inside TLS (an origin's session through a TLS upstream proxy): the
+     * bytes go through this outer session instead of the socket. */
+    WOLFSSL *under;           /* borrowed: the outer session, or NULL */
+    struct tls_io *under_io;  /* borrowed: its I/O context */
 };
 
 /** A new session on ctx doing its I/O through io (which must outlive it). NULL on OOM. */
