@@ -438,7 +438,7 @@ admin_st_body(struct conn *c, unsigned ev)
         buf_consume(&c->cli.in, n);
     }
     while (c->body.len < c->body.cap) {
-        ssize_t n = relay_read(c->cli.fd, &c->body);
+        ssize_t n = conn_side_read(&c->cli, &c->body);
         if (n > 0) {
             c->cli.bytes_in += n;
             continue;

@@ -111,7 +111,13 @@ static const char *const cfg_non_http_names[] = {"relay", "deny", NULL};
 static const char *const cfg_revocation_names[] = {"off", "soft", "hard", NULL};
 static const char *const cfg_down_names[] = {"closed", "open", NULL};
 static const char *const cfg_inspect_names[] = {"both", "edge", "core", NULL};
-static const char *const cfg_lsn_names[] = {"http", "socks5", "transparent", "admin", NULL};
+static const char *const cfg_lsn_names[] = {"http", "socks5", "transparent", "admin", "https", NULL};
+
+const char *
+cfg_listener_type_name(enum cfg_listener_type t)
+{
+    return (size_t)t < CAT_ARRAY_LEN(cfg_lsn_names) - 1 ? cfg_lsn_names[t] : "?";
+}
 
 static cfg_check_fn cfg_chk_node_name, cfg_chk_url, cfg_chk_header;
 static cfg_elem_fn cfg_e_net, cfg_e_port, cfg_e_server, cfg_e_host, cfg_e_listener, cfg_e_keyring,
@@ -1186,12 +1192,12 @@ cfg_e_host(struct cfg_ctx *x, const struct cfg_key *k, const config_setting_t *e
 }
 
 /*
- * Checks that group element e of row k has only the members in names[] and
- * all of them; found[j] is the setting of names[j].
+ * Checks that group element e of row k has only members named in names[];
+ * found[j] is the setting of names[j], NULL where it is absent.
  */
 static int
-cfg_members(struct cfg_ctx *x, const struct cfg_key *k, const config_setting_t *e, unsigned i,
-            const char *const *names, const config_setting_t **found)
+cfg_members_opt(struct cfg_ctx *x, const struct cfg_key *k, const config_setting_t *e,
+                unsigned i, const char *const *names, const config_setting_t **found)
 {
     if (!config_setting_is_group(e))
         return cfg_fail_elem(x, e, k, i, NULL, "must be a group: { ... }");
@@ -1204,6 +1210,16 @@ cfg_members(struct cfg_ctx *x, const struct cfg_key *k, const config_setting_t *
             return cfg_fail_elem(x, ms, k, i, config_setting_name(ms), "unknown key");
         found[j] = ms;
     }
+    return CAT_OK;
+}
+
+/* As cfg_members_opt, and every member of names[] must be there. */
+static int
+cfg_members(struct cfg_ctx *x, const struct cfg_key *k, const config_setting_t *e, unsigned i,
+            const char *const *names, const config_setting_t **found)
+{
+    if (cfg_members_opt(x, k, e, i, names, found) != CAT_OK)
+        return CAT_ERR;
     for (size_t j = 0; names[j] != NULL; j++)
         if (found[j] == NULL)
             return cfg_fail_elem(x, e, k, i, NULL, "%s is missing", names[j]);
@@ -1214,13 +1230,15 @@ static int
 cfg_e_listener(struct cfg_ctx *x, const struct cfg_key *k, const config_setting_t *e, unsigned i,
                void *out)
 {
-    static const char *const names[] = {"type", "address", NULL};
-    const config_setting_t *m[2] = {NULL, NULL};
+    static const char *const names[] = {"type", "address", "cert", "key", NULL};
+    const config_setting_t *m[4] = {NULL};
     struct cfg_listener *l = out;
     char q[96], ch[96];
     const char *why;
-    if (cfg_members(x, k, e, i, names, m) != CAT_OK)
+    if (cfg_members_opt(x, k, e, i, names, m) != CAT_OK)
         return CAT_ERR;
+    if (m[0] == NULL || m[1] == NULL)
+        return cfg_fail_elem(x, e, k, i, NULL, "needs type and address");
     const char *type = cfg_get_str(m[0]);
     size_t t = 0;
     while (type != NULL && cfg_lsn_names[t] != NULL && strcasecmp(type, cfg_lsn_names[t]) != 0)
@@ -1236,8 +1254,24 @@ cfg_e_listener(struct cfg_ctx *x, const struct cfg_key *k, const config_setting_
     if (cfg_addr_parse(addr, &l->addr, &l->addrlen, &why) != CAT_OK)
         return cfg_fail_elem(x, m[1], k, i, "address", "%s: %s", cfg_quote(addr, q, sizeof(q)),
                              why);
-    l->text = strdup(addr);
-    return l->text != NULL ? CAT_OK : cfg_oom(x, k->name);
+    if ((l->text = strdup(addr)) == NULL)
+        return cfg_oom(x, k->name);
+    /* Only a TLS listener has a certificate, and it must have one. */
+    for (size_t j = 2; j < 4; j++) {
+        if (l->type != CFG_LSN_HTTPS && m[j] != NULL)
+            return cfg_fail_elem(x, m[j], k, i, names[j], "only an \"https\" listener has %s",
+                                 names[j]);
+        if (l->type != CFG_LSN_HTTPS)
+            continue;
+        const char *v = m[j] != NULL ? cfg_get_str(m[j]) : NULL;
+        if (v == NULL || v[0] == '\0' || cfg_has_ctl(v))
+            return cfg_fail_elem(x, m[j] != NULL ? m[j] : e, k, i, names[j],
+                                 "an \"https\" listener needs %s = a PEM file name", names[j]);
+        char **dst = j == 2 ? &l->cert_file : &l->key_file;
+        if ((*dst = cfg_path(x, v)) == NULL)
+            return cfg_oom(x, k->name);
+    }
+    return CAT_OK;
 }
 
 /* Two listeners collide on the same port if one address covers the other. */
@@ -1368,17 +1402,8 @@ cfg_e_fwd_host(struct cfg_ctx *x, const struct cfg_key *k, const config_setting_
                                         "issuer", "tls_name", "send_user", NULL};
     const config_setting_t *m[7] = {NULL};
     struct cfg_fwd_host *h = out;
-    if (!config_setting_is_group(e))
-        return cfg_fail_elem(x, e, k, i, NULL, "must be a group: { ... }");
-    for (int j = 0; j < config_setting_length(e); j++) {
-        const config_setting_t *ms = config_setting_get_elem(e, (unsigned)j);
-        size_t n = 0;
-        while (names[n] != NULL && strcmp(names[n], config_setting_name(ms)) != 0)
-            n++;
-        if (names[n] == NULL)
-            return cfg_fail_elem(x, ms, k, i, config_setting_name(ms), "unknown key");
-        m[n] = ms;
-    }
+    if (cfg_members_opt(x, k, e, i, names, m) != CAT_OK)
+        return CAT_ERR;
     if (m[0] == NULL || m[1] == NULL)
         return cfg_fail_elem(x, e, k, i, NULL, "needs name and address");
     const char *name = cfg_get_str(m[0]), *why;
@@ -1626,8 +1651,11 @@ cfg_free(struct cfg *c)
     free(c->path);
     free(c->node_name);
     free(c->pid_file);
-    for (size_t i = 0; i < c->n_listeners; i++)
+    for (size_t i = 0; i < c->n_listeners; i++) {
         free(c->listeners[i].text);
+        free(c->listeners[i].cert_file);
+        free(c->listeners[i].key_file);
+    }
     free(c->listeners);
     free(c->client_nets);
     free(c->connect_ports);

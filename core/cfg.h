@@ -33,6 +33,7 @@ enum cfg_listener_type {
     CFG_LSN_SOCKS5,      /* RFC 1928 (later issue) */
     CFG_LSN_TRANSPARENT, /* redirected traffic (later issue) */
     CFG_LSN_ADMIN,       /* the admin endpoint: status, metrics, CA download */
+    CFG_LSN_HTTPS,       /* explicit proxy spoken over TLS (a data center's WAN side) */
 };
 
 struct cfg_listener {
@@ -40,7 +41,12 @@ struct cfg_listener {
     struct sockaddr_storage addr; /* address and port to bind */
     socklen_t addrlen;
     char *text; /* owned: "127.0.0.1:3128" as written, for logs */
+    char *cert_file; /* owned, https only: the proxy's certificate chain (PEM) */
+    char *key_file;  /* owned, https only: its private key (PEM) */
 };
+
+/** "http", "https", "socks5", "transparent", "admin". */
+const char *cfg_listener_type_name(enum cfg_listener_type t);
 
 enum cfg_family { CFG_FAMILY_ANY = 0, CFG_FAMILY_IPV4, CFG_FAMILY_IPV6 };
 

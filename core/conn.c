@@ -50,6 +50,7 @@ static atomic_uint_fast64_t conn_next_id = 1;
 
 static const char *const conn_state_names[CONN_ST_COUNT] = {
     [CONN_ST_ACCEPTED] = "accepted", [CONN_ST_REQUEST] = "request",
+    [CONN_ST_PROXY_TLS] = "proxy-tls",
     [CONN_ST_SOCKS] = "socks",
     [CONN_ST_POLICY] = "policy",     [CONN_ST_RESOLVE] = "resolve",
     [CONN_ST_CONNECT] = "connect",   [CONN_ST_RESPOND] = "respond",
@@ -114,11 +115,12 @@ conn_log_ctx(const void *cv, char *buf, size_t cap)
 typedef int conn_state_fn(struct conn *c, unsigned ev);
 static void conn_log_tls(struct conn *c);
 
-static conn_state_fn conn_st_accepted, conn_st_request, conn_st_policy, conn_st_resolve,
+static conn_state_fn conn_st_accepted, conn_st_proxy_tls, conn_st_request, conn_st_policy, conn_st_resolve,
     conn_st_connect, conn_st_respond, conn_st_tunnel, conn_st_exchange, conn_st_linger;
 
 static conn_state_fn *const conn_states[CONN_ST_COUNT] = {
     [CONN_ST_ACCEPTED] = conn_st_accepted, [CONN_ST_REQUEST] = conn_st_request,
+    [CONN_ST_PROXY_TLS] = conn_st_proxy_tls,
     [CONN_ST_SOCKS] = socks_st_request,
     [CONN_ST_POLICY] = conn_st_policy,     [CONN_ST_RESOLVE] = conn_st_resolve,
     [CONN_ST_CONNECT] = conn_st_connect,   [CONN_ST_RESPOND] = conn_st_respond,
@@ -261,7 +263,7 @@ conn_side_init(struct conn *c, struct conn_side *s, int fd)
 }
 
 void
-conn_accept(struct worker *w, int fd, enum cfg_listener_type type, const struct sockaddr *peer,
+conn_accept(struct worker *w, int fd, const struct lsn *ln, const struct sockaddr *peer,
             socklen_t peerlen, struct cfg *cfg, struct tls_conf *tls)
 {
     struct conn *c = calloc(1, sizeof(*c));
@@ -272,7 +274,9 @@ conn_accept(struct worker *w, int fd, enum cfg_listener_type type, const struct 
     }
     c->id = atomic_fetch_add_explicit(&conn_next_id, 1, memory_order_relaxed);
     c->w = w;
-    c->lsn_type = type;
+    c->lsn_type = ln->type;
+    if (ln->type == CFG_LSN_HTTPS)
+        c->lsn_ctx = tls_listener_ctx(tls, ln->text);
     c->cfg = cfg_ref(cfg);
     c->tls = tls_conf_ref(tls);
     c->pol = pol_current();
@@ -609,15 +613,73 @@ conn_transparent_start(struct conn *c)
     return CAT_OK;
 }
 
-/* Entered once per connection. Exits: REQUEST, SOCKS, POLICY (transparent). */
+/* Entered once per connection. Exits: REQUEST, SOCKS, POLICY (transparent), PROXY_TLS. */
 static int
 conn_st_accepted(struct conn *c, unsigned ev)
 {
     log_debug(LOG_FAC_MAIN, c, "accepted");
+    if (c->lsn_type == CFG_LSN_HTTPS) {
+        conn_timer_once(c, c->cfg->timeouts.tls_handshake_ms);
+        conn_set_state(c, CONN_ST_PROXY_TLS);
+        return CAT_OK;
+    }
     conn_timer_once(c, c->cfg->timeouts.head_ms);
     if (c->lsn_type == CFG_LSN_TRANSPARENT)
         return conn_transparent_start(c);
     conn_set_state(c, c->lsn_type == CFG_LSN_SOCKS5 ? CONN_ST_SOCKS : CONN_ST_REQUEST);
+    return CAT_OK;
+}
+
+/*
+ * An https listener: the client (a downstream tier across a WAN) speaks TLS
+ * to the proxy itself. This session stays under everything that follows:
+ * requests, CONNECT tunnels (relayed through it instead of spliced) and an
+ * interception's session, which nests inside it.
+ * Exits: REQUEST, closed (handshake failed or timed out).
+ */
+static int
+conn_st_proxy_tls(struct conn *c, unsigned ev)
+{
+    struct conn_side *s = &c->cli;
+    if (ev & CONN_EV_TIMER) {
+        log_info(LOG_FAC_SSL, c, LOG_EVT_CLI_TLS " to the proxy: handshake timed out");
+        c->err = CONN_ERR_CLI_TLS;
+        return CAT_ERR;
+    }
+    if (s->ssl == NULL) {
+        if (c->lsn_ctx == NULL) {
+            log_err(LOG_FAC_SSL, c, "https listener without a TLS context");
+            c->err = CONN_ERR_INTERNAL;
+            return CAT_ERR;
+        }
+        s->tio = (struct tls_io){.fd = s->fd, .watch_alerts = true};
+        s->ssl = tls_session_new(c->lsn_ctx, &s->tio);
+        if (s->ssl == NULL) {
+            c->err = CONN_ERR_NOMEM;
+            return CAT_ERR;
+        }
+    }
+    int ret = wolfSSL_accept(s->ssl);
+    if (ret != WOLFSSL_SUCCESS) {
+        int e = wolfSSL_get_error(s->ssl, ret);
+        if (e == WOLFSSL_ERROR_WANT_READ || e == WOLFSSL_ERROR_WANT_WRITE) {
+            conn_side_want(c, s, e == WOLFSSL_ERROR_WANT_READ ? EV_READ : EV_WRITE);
+            return CAT_AGAIN;
+        }
+        char d[256];
+        tls_describe_error(s->ssl, ret, d, sizeof(d));
+        log_info(LOG_FAC_SSL, c, LOG_EVT_CLI_TLS " to the proxy: %s%s", d,
+                 tls_peer_rejected_cert(s->ssl, &s->tio)
+                     ? " (the client refused the proxy's certificate)"
+                     : "");
+        c->err = CONN_ERR_CLI_TLS;
+        return CAT_ERR;
+    }
+    conn_side_want(c, s, 0);
+    log_debug(LOG_FAC_SSL, c, "TLS to the proxy: %s %s", wolfSSL_get_version(s->ssl),
+              wolfSSL_get_cipher(s->ssl));
+    conn_timer_once(c, c->cfg->timeouts.head_ms);
+    conn_set_state(c, CONN_ST_REQUEST);
     return CAT_OK;
 }
 
@@ -1354,9 +1416,10 @@ conn_st_tunnel(struct conn *c, unsigned ev)
         log_info(LOG_FAC_MAIN, c, "tunnel idle for %u ms", c->cfg->timeouts.tunnel_idle_ms);
         return CAT_ERR;
     }
-    if (c->tunnel == NULL && c->srv.ssl != NULL) {
-        /* Through a TLS upstream the bytes must pass through its session:
-         * relayed in user space instead of spliced. */
+    if (c->tunnel == NULL && (c->srv.ssl != NULL || c->cli.ssl != NULL)) {
+        /* Through a TLS upstream, or from a client speaking TLS to the
+         * proxy, the bytes must pass through that session: relayed in user
+         * space instead of spliced. */
         conn_side_want(c, &c->cli, 0);
         msg_stream_start(c);
         conn_set_state(c, CONN_ST_STREAM);

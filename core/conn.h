@@ -25,12 +25,14 @@
 #include <ev.h>
 
 struct worker;
+struct lsn;
 struct res_query;
 struct emu_leaf;
 struct chain_host;
 
 enum conn_state {
     CONN_ST_ACCEPTED = 0, /* [transient] fd accepted, nothing read yet */
+    CONN_ST_PROXY_TLS,    /* https listener: TLS handshake with the client, to the proxy */
     CONN_ST_REQUEST,      /* reading a request head (first, or next on keep-alive) */
     CONN_ST_SOCKS,        /* SOCKS5 listener: greeting, login, request */
     CONN_ST_POLICY,       /* [transient] verdict on the request: allow, deny */
@@ -193,6 +195,7 @@ struct conn {
     unsigned flags;                /* CONN_F_* */
     struct worker *w;              /* borrowed: the worker owning this connection */
     enum cfg_listener_type lsn_type; /* the kind of listener it came in on */
+    WOLFSSL_CTX *lsn_ctx;          /* borrowed from c->tls: an https listener's context */
     struct cfg *cfg;               /* ref: the config it started with */
     struct conn *next_free;        /* deferred-free list link */
     struct conn *prev, *next;      /* the worker's list of live connections */
@@ -269,9 +272,9 @@ conn_side_write(struct conn_side *s, const uint8_t *p, size_t n)
 }
 
 /** Takes over an accepted fd (non-blocking) and starts the state machine. */
-void conn_accept(struct worker *w, int fd, enum cfg_listener_type type,
-                 const struct sockaddr *peer, socklen_t peerlen, struct cfg *cfg,
-                 struct tls_conf *tls) CAT_NONNULL(1, 4, 6, 7);
+void conn_accept(struct worker *w, int fd, const struct lsn *ln, const struct sockaddr *peer,
+                 socklen_t peerlen, struct cfg *cfg, struct tls_conf *tls)
+    CAT_NONNULL(1, 3, 4, 6, 7);
 
 /**
  * The origin (or, through an upstream, the tunnel to it) is connected: what

@@ -146,7 +146,7 @@ intercept_st_peek_hello(struct conn *c, unsigned ev)
             if (rc != CAT_AGAIN)
                 break;
         }
-        ssize_t n = relay_read(c->cli.fd, &c->cli.in);
+        ssize_t n = conn_side_read(&c->cli, &c->cli.in);
         if (n > 0)
             continue;
         if (n == CAT_AGAIN) {
@@ -421,8 +421,20 @@ intercept_st_cli_tls(struct conn *c, unsigned ev)
         c->err = CONN_ERR_CLI_TLS;
         return CAT_ERR;
     }
+    if (s->ssl != NULL && s->up_ssl == NULL && c->lsn_type == CFG_LSN_HTTPS) {
+        /* The session so far is the client's TLS to the proxy: ours goes inside it. */
+        s->up_ssl = s->ssl;
+        s->up_tio = s->tio;
+        wolfSSL_SetIOReadCtx(s->up_ssl, &s->up_tio);
+        wolfSSL_SetIOWriteCtx(s->up_ssl, &s->up_tio);
+        s->ssl = NULL;
+    }
     if (s->ssl == NULL) {
         s->tio = (struct tls_io){.fd = s->fd, .replay = &s->replay, .watch_alerts = true};
+        if (s->up_ssl != NULL) {
+            s->tio.under = s->up_ssl;
+            s->tio.under_io = &s->up_tio;
+        }
         s->ssl = tls_session_new(emu_leaf_ctx(c->leaf), &s->tio);
         if (s->ssl == NULL) {
             c->err = CONN_ERR_NOMEM;

@@ -262,12 +262,9 @@ main(int argc, char **argv)
         ev_signal_start(loop, &sigs[i]);
     }
     pthread_sigmask(SIG_SETMASK, &old, NULL);
-    static const char *const kinds[] = {[CFG_LSN_HTTP] = "http", [CFG_LSN_SOCKS5] = "socks5",
-                                        [CFG_LSN_TRANSPARENT] = "transparent",
-                                        [CFG_LSN_ADMIN] = "admin"};
     for (size_t i = 0; i < main_cfg->n_listeners; i++)
         log_notice(LOG_FAC_MAIN, NULL, "listening on %s (%s)", main_cfg->listeners[i].text,
-                   kinds[main_cfg->listeners[i].type]);
+                   cfg_listener_type_name(main_cfg->listeners[i].type));
     log_notice(LOG_FAC_MAIN, NULL, "catena %s started: node %s, %u workers, pid %ld",
                CATENA_VERSION, main_cfg->node_name, main_cfg->workers, (long)getpid());
 

@@ -189,15 +189,16 @@ static int
 tls_recv_cb(WOLFSSL *ssl, char *p, int sz, void *ctx)
 {
     struct tls_io *io = ctx;
-    if (io->under != NULL) {
-        int n = wolfSSL_read(io->under, p, sz);
-        return n > 0 ? n : tls_under_result(io, n);
-    }
+    /* Replayed bytes came before anything still to read, from either transport. */
     if (io->replay != NULL && io->replay->len > 0) {
         size_t n = CAT_MIN((size_t)sz, io->replay->len);
         memcpy(p, buf_data(io->replay), n);
         buf_consume(io->replay, n);
         return (int)n;
+    }
+    if (io->under != NULL) {
+        int n = wolfSSL_read(io->under, p, sz);
+        return n > 0 ? n : tls_under_result(io, n);
     }
     for (;;) {
         ssize_t n = recv(io->fd, p, (size_t)sz, 0);
@@ -402,6 +403,46 @@ tls_client_cert_cb(WOLFSSL *ssl, WOLFSSL_X509 **x509, WOLFSSL_EVP_PKEY **pkey)
     return 0;
 }
 
+/*
+ * An https listener's context: the proxy's own certificate and key, with
+ * the client side's versions and suites. A key others may read is used but
+ * named in the log: it is the proxy's identity on the WAN.
+ */
+static WOLFSSL_CTX *
+tls_lsn_ctx_new(const struct cfg *cfg, const struct cfg_listener *l, char *err, size_t errlen)
+{
+    WOLFSSL_CTX *ctx = wolfSSL_CTX_new(wolfSSLv23_server_method());
+    if (ctx == NULL || tls_leaf_ctx_setup((void *)&cfg->tls, ctx) != CAT_OK) {
+        snprintf(err, errlen, "listener %s: cannot make its TLS context", l->text);
+        goto fail;
+    }
+    if (wolfSSL_CTX_use_certificate_chain_file(ctx, l->cert_file) != WOLFSSL_SUCCESS) {
+        snprintf(err, errlen, "listener %s: cannot load the certificate chain %s", l->text,
+                 l->cert_file);
+        goto fail;
+    }
+    if (wolfSSL_CTX_use_PrivateKey_file(ctx, l->key_file, WOLFSSL_FILETYPE_PEM) !=
+        WOLFSSL_SUCCESS) {
+        snprintf(err, errlen, "listener %s: cannot load the private key %s", l->text,
+                 l->key_file);
+        goto fail;
+    }
+    if (wolfSSL_CTX_check_private_key(ctx) != WOLFSSL_SUCCESS) {
+        snprintf(err, errlen, "listener %s: the key %s does not match the certificate %s",
+                 l->text, l->key_file, l->cert_file);
+        goto fail;
+    }
+    struct stat st;
+    if (stat(l->key_file, &st) == 0 && (st.st_mode & 077) != 0)
+        log_warn(LOG_FAC_SSL, NULL, "listener %s: key file %s is readable by others (mode %03o)",
+                 l->text, l->key_file, (unsigned)(st.st_mode & 0777));
+    return ctx;
+fail:
+    if (ctx != NULL)
+        wolfSSL_CTX_free(ctx);
+    return NULL;
+}
+
 static WOLFSSL_CTX *
 tls_srv_ctx_new(const struct cfg *cfg, char *err, size_t errlen)
 {
@@ -569,6 +610,15 @@ tls_conf_new(struct cfg *cfg, char *err, size_t errlen)
                  cfg->tls.client_ciphers);
         goto fail;
     }
+    t->lsn_ctx = calloc(cfg->n_listeners + 1, sizeof(*t->lsn_ctx));
+    if (t->lsn_ctx == NULL) {
+        snprintf(err, errlen, "out of memory");
+        goto fail;
+    }
+    for (size_t i = 0; i < cfg->n_listeners; i++)
+        if (cfg->listeners[i].type == CFG_LSN_HTTPS &&
+            (t->lsn_ctx[i] = tls_lsn_ctx_new(cfg, &cfg->listeners[i], err, errlen)) == NULL)
+            goto fail;
     t->realms = calloc(cfg->n_realms + 1, sizeof(*t->realms));
     if (t->realms == NULL) {
         snprintf(err, errlen, "out of memory");
@@ -618,6 +668,15 @@ fail:
     return NULL;
 }
 
+WOLFSSL_CTX *
+tls_listener_ctx(const struct tls_conf *t, const char *text)
+{
+    for (size_t i = 0; i < t->cfg->n_listeners; i++)
+        if (t->lsn_ctx[i] != NULL && strcmp(t->cfg->listeners[i].text, text) == 0)
+            return t->lsn_ctx[i];
+    return NULL;
+}
+
 struct tls_conf *
 tls_conf_ref(struct tls_conf *t)
 {
@@ -637,6 +696,10 @@ tls_conf_unref(struct tls_conf *t)
     for (size_t i = 0; i < t->n_realms; i++)
         auth_realm_free(t->realms[i]);
     free(t->realms);
+    for (size_t i = 0; t->lsn_ctx != NULL && i < t->cfg->n_listeners; i++)
+        if (t->lsn_ctx[i] != NULL)
+            wolfSSL_CTX_free(t->lsn_ctx[i]);
+    free(t->lsn_ctx);
     free(t->keyrings);
     free(t->keyring_names);
     cfg_unref(t->cfg);

@@ -40,8 +40,12 @@ struct tls_conf {
     struct auth_realm **realms;  /* owned: authentication realms (cfg->realms order) */
     struct chain *chain;         /* owned: forwarding hosts (health checks run on worker 0) */
     size_t n_realms;
+    WOLFSSL_CTX **lsn_ctx;       /* owned: per cfg->listeners entry; NULL but for https */
     struct cfg *cfg;             /* ref: the snapshot it was built from */
 };
+
+/** The server context of the https listener configured as text, or NULL. */
+WOLFSSL_CTX *tls_listener_ctx(const struct tls_conf *t, const char *text) CAT_NONNULL(1, 2);
 
 /** The realm named name, or NULL. */
 struct auth_realm *tls_realm(const struct tls_conf *t, const char *name) CAT_NONNULL(1, 2);

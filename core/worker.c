@@ -195,7 +195,7 @@ worker_accept_cb(struct ev_loop *loop, ev_io *io, int revents)
         }
         int one = 1;
         setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-        conn_accept(w, fd, ln->type, (struct sockaddr *)&peer, plen, w->cfg, w->tls);
+        conn_accept(w, fd, ln, (struct sockaddr *)&peer, plen, w->cfg, w->tls);
     }
 }
 

@@ -1059,6 +1059,23 @@ test_listener_addresses(void **state)
     expect_err_prefix("listeners = ( { type = \"http\"; address = \"[::1]:3128\"; },\n"
                       "  { type = \"http\"; address = \"[::]:3128\"; } );",
                       "t.conf:2:20: listeners[1].address: [::]:3128 overlaps listeners[0]");
+
+    /* An https listener has its certificate and key, and only it has them. */
+    c = load_ok("listeners = ( { type = \"https\"; address = \"127.0.0.1:3129\";\n"
+                "  cert = \"/etc/catena/proxy.pem\"; key = \"proxy.key\"; } );");
+    assert_int_equal(c->listeners[0].type, CFG_LSN_HTTPS);
+    assert_string_equal(c->listeners[0].cert_file, "/etc/catena/proxy.pem");
+    assert_non_null(strstr(c->listeners[0].key_file, "proxy.key"));
+    assert_string_equal(cfg_listener_type_name(c->listeners[0].type), "https");
+    cfg_unref(c);
+    expect_err_prefix("listeners = ( { type = \"https\"; address = \"127.0.0.1:3129\"; "
+                      "key = \"k\"; } );",
+                      "t.conf:1:15: listeners[0].cert: an \"https\" listener needs cert");
+    expect_err_prefix("listeners = ( { type = \"http\"; address = \"127.0.0.1:3129\"; "
+                      "cert = \"c\"; } );",
+                      "t.conf:1:65: listeners[0].cert: only an \"https\" listener has cert");
+    expect_err_prefix("listeners = ( { address = \"127.0.0.1:3129\"; } );",
+                      "t.conf:1:15: listeners[0]: needs type and address");
 }
 
 static void
