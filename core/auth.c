@@ -919,9 +919,6 @@ auth_check_basic(struct auth_realm *r, const char *header_value, char *user_out,
                  const struct sockaddr *client, time_t now)
 {
     char user[AUTH_USER_MAX], pass[AUTH_PASS_MAX];
-    uint8_t key[AUTH_KEY_LEN], addr[16], family;
-    struct auth_rate *s;
-    enum auth_result res;
 
     if (user_cap > 0)
         user_out[0] = '\0';
@@ -931,6 +928,19 @@ auth_check_basic(struct auth_realm *r, const char *header_value, char *user_out,
         return AUTH_MALFORMED;
     }
     memcpy(user_out, user, strlen(user) + 1);
+    enum auth_result res = auth_check_userpass(r, user, pass, client, now);
+    explicit_bzero(pass, sizeof(pass));
+    return res;
+}
+
+enum auth_result
+auth_check_userpass(struct auth_realm *r, const char *user, const char *pass,
+                    const struct sockaddr *client, time_t now)
+{
+    uint8_t key[AUTH_KEY_LEN], addr[16], family;
+    struct auth_rate *s;
+    enum auth_result res;
+
     auth_client_key(client, addr, &family);
     auth_cache_key(r, user, pass, key);
 
@@ -968,7 +978,6 @@ auth_check_basic(struct auth_realm *r, const char *header_value, char *user_out,
     }
     pthread_mutex_unlock(&r->mtx);
 out:
-    explicit_bzero(pass, sizeof(pass));
     explicit_bzero(key, sizeof(key));
     return res;
 }

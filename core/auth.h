@@ -71,6 +71,15 @@ enum auth_result auth_check_basic(struct auth_realm *r, const char *header_value
                                   size_t user_cap, const struct sockaddr *client, time_t now)
     CAT_NONNULL(1, 2, 3, 5);
 
+/**
+ * Checks a user name and password given some other way (a SOCKS5 login):
+ * the same verification, cache and per-client rate limit as Basic. The
+ * caller wipes pass afterwards.
+ */
+enum auth_result auth_check_userpass(struct auth_realm *r, const char *user, const char *pass,
+                                     const struct sockaddr *client, time_t now)
+    CAT_NONNULL(1, 2, 3, 4);
+
 /** "Proxy-Authenticate: Basic realm=\"NAME\", charset=\"UTF-8\"" (no CRLF); owned by r. */
 const char *auth_challenge_header(const struct auth_realm *r) CAT_NONNULL(1);
 

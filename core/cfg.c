@@ -113,6 +113,15 @@ static const char *const cfg_down_names[] = {"closed", "open", NULL};
 static const char *const cfg_inspect_names[] = {"both", "edge", "core", NULL};
 static const char *const cfg_lsn_names[] = {"http", "socks5", "transparent", "admin", "https", NULL};
 
+const struct cfg_listener *
+cfg_listener_find(const struct cfg *c, const char *text)
+{
+    for (size_t i = 0; i < c->n_listeners; i++)
+        if (strcmp(c->listeners[i].text, text) == 0)
+            return &c->listeners[i];
+    return NULL;
+}
+
 const char *
 cfg_listener_type_name(enum cfg_listener_type t)
 {
@@ -139,6 +148,9 @@ static const struct cfg_key cfg_keys[] = {
      .check = cfg_chk_node_name},
     {CFG_ROW("workers", CFG_T_UINT, workers, "0"), CFG_RANGE(0, 256)},
     {CFG_ROW("pid_file", CFG_T_PATH, pid_file, NULL), .flags = CFG_F_EMPTY_NULL},
+    /* Before listeners: a socks5 listener names a realm. */
+    {CFG_ROW("realms", CFG_T_LIST, realms, "()"),
+     CFG_LIST(n_realms, struct cfg_realm, cfg_e_realm)},
     {CFG_ROW("listeners", CFG_T_LIST, listeners,
              CFG_Q(({ type = "http"; address = "127.0.0.1:3128"; }))),
      .min = 1, CFG_LIST(n_listeners, struct cfg_listener, cfg_e_listener),
@@ -266,8 +278,6 @@ static const struct cfg_key cfg_keys[] = {
      .flags = CFG_F_EMPTY_NULL, .check = cfg_chk_url},
     {CFG_ROW("bundle.pull_interval", CFG_T_DURATION, bundle.pull_interval_ms, CFG_Q("5m")),
      CFG_RANGE(CFG_SEC, CFG_DAY)},
-    {CFG_ROW("realms", CFG_T_LIST, realms, "()"),
-     CFG_LIST(n_realms, struct cfg_realm, cfg_e_realm)},
     {CFG_ROW("admin.token_file", CFG_T_PATH, admin_token_file, NULL), .flags = CFG_F_EMPTY_NULL},
     {CFG_ROW("forwarding.hosts", CFG_T_LIST, forwarding.hosts, "()"),
      CFG_LIST(forwarding.n_hosts, struct cfg_fwd_host, cfg_e_fwd_host)},
@@ -1230,8 +1240,8 @@ static int
 cfg_e_listener(struct cfg_ctx *x, const struct cfg_key *k, const config_setting_t *e, unsigned i,
                void *out)
 {
-    static const char *const names[] = {"type", "address", "cert", "key", NULL};
-    const config_setting_t *m[4] = {NULL};
+    static const char *const names[] = {"type", "address", "cert", "key", "realm", NULL};
+    const config_setting_t *m[5] = {NULL};
     struct cfg_listener *l = out;
     char q[96], ch[96];
     const char *why;
@@ -1269,6 +1279,22 @@ cfg_e_listener(struct cfg_ctx *x, const struct cfg_key *k, const config_setting_
                                  "an \"https\" listener needs %s = a PEM file name", names[j]);
         char **dst = j == 2 ? &l->cert_file : &l->key_file;
         if ((*dst = cfg_path(x, v)) == NULL)
+            return cfg_oom(x, k->name);
+    }
+    /* HTTP listeners ask for logins through policy (authenticate(realm)) and
+     * a 407; SOCKS has no challenge, so its listener names the realm. */
+    if (m[4] != NULL) {
+        const char *v = cfg_get_str(m[4]);
+        if (l->type != CFG_LSN_SOCKS5)
+            return cfg_fail_elem(x, m[4], k, i, "realm",
+                                 "only a \"socks5\" listener has a realm (HTTP listeners "
+                                 "authenticate through policy: authenticate(realm))");
+        bool known = false;
+        for (size_t r = 0; v != NULL && r < x->cfg->n_realms && !known; r++)
+            known = strcmp(x->cfg->realms[r].name, v) == 0;
+        if (!known)
+            return cfg_fail_elem(x, m[4], k, i, "realm", "must name one of realms");
+        if ((l->realm = strdup(v)) == NULL)
             return cfg_oom(x, k->name);
     }
     return CAT_OK;
@@ -1655,6 +1681,7 @@ cfg_free(struct cfg *c)
         free(c->listeners[i].text);
         free(c->listeners[i].cert_file);
         free(c->listeners[i].key_file);
+        free(c->listeners[i].realm);
     }
     free(c->listeners);
     free(c->client_nets);

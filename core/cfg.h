@@ -43,7 +43,9 @@ struct cfg_listener {
     char *text; /* owned: "127.0.0.1:3128" as written, for logs */
     char *cert_file; /* owned, https only: the proxy's certificate chain (PEM) */
     char *key_file;  /* owned, https only: its private key (PEM) */
+    char *realm;     /* owned, socks5 only: logins (RFC 1929) are checked here; NULL: none */
 };
+
 
 /** "http", "https", "socks5", "transparent", "admin". */
 const char *cfg_listener_type_name(enum cfg_listener_type t);
@@ -307,5 +309,9 @@ int cfg_parse_duration_ms(const char *s, unsigned *out_ms) CAT_WUR;
 int cfg_parse_size(const char *s, size_t *out) CAT_WUR;
 /** Parses "10.0.0.0/8", "::1/128", or an address alone (full prefix). */
 int cfg_parse_net(const char *s, struct cfg_net *out) CAT_WUR;
+
+/** The listener configured as text ("127.0.0.1:3128"), or NULL. */
+const struct cfg_listener *cfg_listener_find(const struct cfg *c, const char *text)
+    CAT_NONNULL(1, 2);
 
 #endif

@@ -275,6 +275,7 @@ conn_accept(struct worker *w, int fd, const struct lsn *ln, const struct sockadd
     c->id = atomic_fetch_add_explicit(&conn_next_id, 1, memory_order_relaxed);
     c->w = w;
     c->lsn_type = ln->type;
+    c->lsn = cfg_listener_find(cfg, ln->text);
     if (ln->type == CFG_LSN_HTTPS)
         c->lsn_ctx = tls_listener_ctx(tls, ln->text);
     c->cfg = cfg_ref(cfg);
@@ -797,6 +798,16 @@ conn_policy_proxy(struct conn *c, const struct http_head *h)
         return CAT_OK;
     if (c->user[0] != '\0')
         return CAT_OK; /* authenticated earlier on this connection */
+    if (h == NULL) {
+        /* SOCKS or transparent: no 407 to send. A SOCKS listener with a
+         * realm has logged the user in already. */
+        c->pd.allow = CPL_NO;
+        c->pd.deny_reason = c->lsn_type == CFG_LSN_SOCKS5
+                                ? "The policy requires a login: give this SOCKS listener a realm"
+                                : "The policy requires a login, which transparent clients "
+                                  "cannot give";
+        return CAT_OK;
+    }
     struct auth_realm *r = c->pd.realm ? tls_realm(c->tls, c->pd.realm) : NULL;
     if (r == NULL && c->tls->n_realms > 0)
         r = c->tls->realms[0];
@@ -1102,6 +1113,11 @@ static int
 conn_st_policy(struct conn *c, unsigned ev)
 {
     struct pol_verdict v = {.allow = true};
+    /* SOCKS and transparent connections have no head: <proxy> is asked here. */
+    if ((c->lsn_type == CFG_LSN_SOCKS5 || c->lsn_type == CFG_LSN_TRANSPARENT) &&
+        !c->route_decided && !(c->flags & CONN_F_INTERCEPTED) &&
+        conn_policy_proxy(c, NULL) != CAT_OK)
+        return CAT_ERR;
     /* Inside an intercepted connection the CONNECT was already allowed. */
     if (!(c->flags & CONN_F_INTERCEPTED))
         pol_check_request(c->cfg, (const struct sockaddr *)&c->cli_addr, c->txn.method,

@@ -196,6 +196,7 @@ struct conn {
     struct worker *w;              /* borrowed: the worker owning this connection */
     enum cfg_listener_type lsn_type; /* the kind of listener it came in on */
     WOLFSSL_CTX *lsn_ctx;          /* borrowed from c->tls: an https listener's context */
+    const struct cfg_listener *lsn; /* borrowed from c->cfg; NULL if gone in a reload */
     struct cfg *cfg;               /* ref: the config it started with */
     struct conn *next_free;        /* deferred-free list link */
     struct conn *prev, *next;      /* the worker's list of live connections */

@@ -8,6 +8,7 @@
  */
 #include "core/socks.h"
 
+#include "core/auth.h"
 #include "core/conn.h"
 #include "core/worker.h"
 
@@ -89,6 +90,67 @@ socks_malformed(struct conn *c, const char *err, uint8_t rep, bool reply)
     return socks_answer_failure(c, rep);
 }
 
+/* The realm of this listener's logins, or NULL when it takes none. */
+static struct auth_realm *
+socks_realm(const struct conn *c)
+{
+    if (c->lsn == NULL || c->lsn->realm == NULL)
+        return NULL;
+    return tls_realm(c->tls, c->lsn->realm);
+}
+
+/* A refused login: 01 01 is queued; the connection closes once it is sent. */
+static int
+socks_login_refused(struct conn *c, const char *why)
+{
+    log_notice(LOG_FAC_MAIN, c, LOG_EVT_DENIED " SOCKS login: %s", why);
+    c->err = CONN_ERR_DENIED;
+    snprintf(c->txn.method_str, sizeof(c->txn.method_str), "-");
+    snprintf(c->txn.scheme, sizeof(c->txn.scheme), "socks");
+    clock_gettime(CLOCK_REALTIME, &c->txn.start);
+    c->txn.action = "TCP_DENIED";
+    c->txn.status = 407;
+    c->txn.exception = "authentication_failed";
+    c->flags |= CONN_F_CLOSE_AFTER;
+    c->after_respond = CONN_ST_LINGER;
+    conn_set_state(c, CONN_ST_RESPOND);
+    return CAT_OK;
+}
+
+/* RFC 1929: the login checked against the listener's realm (a's password is wiped). */
+static int
+socks_login(struct conn *c, struct socks_auth *a)
+{
+    struct auth_realm *r = socks_realm(c);
+    enum auth_result res = AUTH_FAIL;
+    bool printable = true;
+    for (size_t i = 0; i < a->user_len; i++)
+        printable &= (unsigned char)a->user[i] >= 0x20 && a->user[i] != 0x7f;
+    if (r == NULL)
+        log_err(LOG_FAC_MAIN, c, "SOCKS listener realm %s is not loaded",
+                c->lsn != NULL && c->lsn->realm != NULL ? c->lsn->realm : "?");
+    else if (!printable)
+        res = AUTH_MALFORMED;
+    else
+        res = auth_check_userpass(r, a->user, a->pass, (const struct sockaddr *)&c->cli_addr,
+                                  time(NULL));
+    socks_auth_wipe(a);
+    uint8_t rep[SOCKS_AUTH_REPLY_LEN];
+    if (socks_queue(c, rep, socks_auth_reply(rep, res == AUTH_OK)) != CAT_OK)
+        return CAT_ERR;
+    if (res != AUTH_OK) {
+        char why[300];
+        snprintf(why, sizeof(why), "%s for user \"%s\"%s%s", auth_result_str(res),
+                 printable ? a->user : "(unprintable)", r != NULL ? " in realm " : "",
+                 r != NULL ? auth_realm_name(r) : "");
+        return socks_login_refused(c, why);
+    }
+    snprintf(c->user, sizeof(c->user), "%s", a->user);
+    log_debug(LOG_FAC_MAIN, c, "SOCKS login: user %s", c->user);
+    c->socks_phase = SOCKS_PH_REQUEST;
+    return CAT_OK;
+}
+
 /* Parses what the current phase expects. CAT_OK: a state change or next phase,
  * CAT_AGAIN: need bytes, CAT_ERR: closed. */
 static int
@@ -105,26 +167,46 @@ socks_parse(struct conn *c, bool *advanced)
             return rc == CAT_AGAIN ? CAT_AGAIN : socks_malformed(c, g.err, 0, false);
         buf_consume(&c->cli.in, g.used);
         c->cli.bytes_in += (int64_t)g.used;
-        /* No login configured: only "no authentication" is acceptable. The
-         * realms of the Policy issue make username/password required here. */
-        uint8_t m = socks_offers(&g, SOCKS_M_NOAUTH) ? SOCKS_M_NOAUTH : SOCKS_M_NONE;
+        /* A listener with a realm takes logins only; without one, only
+         * "no authentication" is acceptable. */
+        bool login = socks_realm(c) != NULL;
+        uint8_t want = login ? SOCKS_M_USERPASS : SOCKS_M_NOAUTH;
+        uint8_t m = socks_offers(&g, want) ? want : SOCKS_M_NONE;
         uint8_t r[SOCKS_METHOD_REPLY_LEN];
         if (socks_queue(c, r, socks_method_reply(r, m)) != CAT_OK)
             return CAT_ERR;
         if (m == SOCKS_M_NONE) {
-            log_info(LOG_FAC_MAIN, c, LOG_EVT_DENIED " SOCKS client offers no acceptable method");
+            log_info(LOG_FAC_MAIN, c, LOG_EVT_DENIED " SOCKS client offers no acceptable method%s",
+                     login ? " (this listener requires username/password)" : "");
             c->err = CONN_ERR_DENIED;
             c->flags |= CONN_F_CLOSE_AFTER;
             c->after_respond = CONN_ST_LINGER;
             conn_set_state(c, CONN_ST_RESPOND);
             return CAT_OK;
         }
-        c->socks_phase = SOCKS_PH_REQUEST;
+        c->socks_phase = login ? SOCKS_PH_AUTH : SOCKS_PH_REQUEST;
         *advanced = true;
         return CAT_OK;
     }
-    case SOCKS_PH_AUTH:
-        return socks_malformed(c, "SOCKS login is not configured", 0, false);
+    case SOCKS_PH_AUTH: {
+        struct socks_auth a;
+        int rc = socks_parse_auth(p, len, &a);
+        if (rc == CAT_AGAIN)
+            return CAT_AGAIN;
+        if (rc != CAT_OK) {
+            uint8_t r[SOCKS_AUTH_REPLY_LEN];
+            socks_auth_wipe(&a);
+            if (socks_queue(c, r, socks_auth_reply(r, false)) != CAT_OK)
+                return CAT_ERR;
+            return socks_login_refused(c, a.err);
+        }
+        explicit_bzero(buf_data(&c->cli.in), a.used); /* the password, as the client sent it */
+        buf_consume(&c->cli.in, a.used);
+        c->cli.bytes_in += (int64_t)a.used;
+        int lrc = socks_login(c, &a);
+        *advanced = lrc == CAT_OK && c->socks_phase == SOCKS_PH_REQUEST;
+        return lrc;
+    }
     case SOCKS_PH_REQUEST: {
         struct socks_req q;
         int rc = socks_parse_request(p, len, &q);

@@ -6,6 +6,7 @@
  * back through bdl_parse_verify() first, so a bad build never reaches disk.
  * Exit codes as in catenactl.c: 0 ok, 1 failure, 2 usage error.
  */
+#include "contrib/catenactl/ctl.h"
 #include "core/bundle.h"
 #include "core/version.h"
 
@@ -30,7 +31,6 @@
 #define CTLB_TIMEOUT_S 30
 
 /* catenactl.c dispatches "bundle" here. */
-int ctl_bundle(int argc, char **argv);
 
 static const char ctlb_usage[] =
     "usage: catenactl bundle <subcommand> [options]\n"
@@ -357,6 +357,13 @@ ctlb_build(int argc, char **argv)
         return ctlb_usage_err("--dir, --version, --key and --out are required");
     if (ctlb_u64(o.version, "--version", 1, &version) != CTLB_OK)
         return CTLB_USAGE;
+    /* A policy every node would refuse is refused here, where it is written. */
+    char pol[4096], cats[4096];
+    snprintf(pol, sizeof(pol), "%s/policy.cpl", o.dir);
+    snprintf(cats, sizeof(cats), "%s/categories.txt", o.dir);
+    if (access(pol, F_OK) == 0 &&
+        ctl_policy_compiles(pol, access(cats, F_OK) == 0 ? cats : NULL) != 0)
+        return ctlb_fail("%s does not compile; no bundle written", pol);
     if (bdl_privkey_load(o.keys[0], &key, err, sizeof(err)) != CAT_OK)
         return ctlb_fail("%s", err);
     if (bdl_build(o.dir, version, o.keys[0], &data, &len, err, sizeof(err)) != CAT_OK) {

@@ -5,6 +5,7 @@
  * arguments and prints. Exit codes: 0 ok, 1 failure, 2 usage error.
  * Never prints key material.
  */
+#include "contrib/catenactl/ctl.h"
 #include "core/log.h"
 #include "emulation/emu.h"
 
@@ -20,8 +21,6 @@
 #include <wolfssl/ssl.h>
 #include <wolfssl/wolfcrypt/sha256.h>
 
-int ctl_bundle(int argc, char **argv); /* contrib/catenactl/bundle.c */
-int ctl_policy(int argc, char **argv); /* contrib/catenactl/policy.c */
 
 #define CTL_OK 0
 #define CTL_FAIL 1
@@ -40,6 +39,11 @@ static const char ctl_usage[] =
     "      make a keyring from an existing CA; CHAIN holds the CAs above it up to the root\n"
     "  ca show --dir DIR\n"
     "      check a keyring and print its certificates (never the key)\n"
+    "  bundle keygen|build|sign|verify|push ...\n"
+    "      the signed policy bundle (catenactl bundle help)\n"
+    "  policy check|trace FILE ...\n"
+    "      compile a CPL policy, or trace a would-be transaction through it\n"
+    "      (catenactl policy help)\n"
     "  help\n"
     "\n"
     "A keyring directory holds cert.pem, key.pem (mode 0600) and chain.pem.\n"

@@ -6,6 +6,7 @@
  * decisions: the admin's debugger. All policy work is core/cpl; this file
  * reads files, parses arguments and prints. Exit: 0 ok, 1 failure, 2 usage.
  */
+#include "contrib/catenactl/ctl.h"
 #include "core/cpl.h"
 
 #include <arpa/inet.h>
@@ -21,7 +22,6 @@
 #define POL_USAGE 2
 #define POL_MAX_HEADERS 16
 
-int ctl_policy(int argc, char **argv);
 
 static const char pol_usage[] =
     "usage: catenactl policy check FILE [--categories FILE]\n"
@@ -133,6 +133,15 @@ pol_load(const char *path, const char *cats_path, struct pol_files *f)
         return POL_FAIL;
     }
     return POL_OK;
+}
+
+int
+ctl_policy_compiles(const char *policy_path, const char *cats_path)
+{
+    struct pol_files f;
+    int rc = pol_load(policy_path, cats_path, &f);
+    pol_files_free(&f);
+    return rc == POL_OK ? 0 : 1;
 }
 
 /* Options of check and trace; NULL when not given. */

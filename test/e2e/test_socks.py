@@ -6,6 +6,7 @@ curl is given names only with --socks5-hostname (catena resolves them through dn
 with --socks5 the client resolves, so those tests use IP literals.
 """
 import socket
+import subprocess
 
 import pytest
 
@@ -118,3 +119,104 @@ def test_socks5_only_userpass_offered_refused(make_catena, origins):
         assert s.recv(2) == b"\x05\xff"
     finally:
         s.close()
+
+
+# --- RFC 1929 logins ------------------------------------------------------------------
+
+from test_policy import USERS_POLICY, bundles  # noqa: E402,F401 (fixture)
+
+
+def _users(test_dir):
+    users = test_dir / "users.txt"
+    h = subprocess.run(["openssl", "passwd", "-6", "s3cret"], capture_output=True, text=True,
+                       check=True).stdout.strip()
+    users.write_text("alice:%s\nbob:%s\n" % (h, h))
+    users.chmod(0o600)
+    return users
+
+
+def _login_node(make_catena, origins, test_dir, **kw):
+    realms = ({"name": "corp", "type": "local", "users_file": str(_users(test_dir))},)
+    socks = dict(SOCKS, realm="corp")
+    return _node(make_catena, origins, realms=realms,
+                 listeners=({"type": "http", "address": "127.0.0.1:0"}, socks), **kw)
+
+
+def _via(node, login=None):
+    auth = login + "@" if login else ""
+    return ["--socks5-hostname", "%s127.0.0.1:%d" % (auth, _socks(node))]
+
+
+def test_socks5_login(make_catena, origins, test_dir):
+    node = _login_node(make_catena, origins, test_dir)
+    r = http.curl(origins.echo_url("/conn"), *_via(node, "alice:s3cret")).check()
+    assert r.status == 200, r
+    node.wait_access(s_action="TCP_TUNNELED", cs_username="alice", cs_uri_scheme="socks")
+    # A wrong password: RFC 1929 failure (01 01), logged with the user tried, then closed.
+    r = http.curl(origins.echo_url("/conn"), *_via(node, "alice:wrong"))
+    assert r.rc != 0 and "rejected" in r.stderr, r
+    node.wait_event(r'SOCKS login: fail for user "alice" in realm corp')
+    node.wait_access(s_action="TCP_DENIED", sc_status="407",
+                     x_exception_id="authentication_failed")
+    # No login offered: the listener takes logins only (05 FF).
+    r = http.curl(origins.echo_url("/conn"), *_via(node))
+    assert r.rc != 0, r
+    node.wait_event(r"no acceptable method \(this listener requires username/password\)")
+
+
+def test_socks5_login_pipelined(make_catena, origins, test_dir):
+    """Greeting, login and request pipelined in one write: each message is consumed in
+    turn and the tunnel carries the bytes behind them."""
+    node = _login_node(make_catena, origins, test_dir)
+    user, pw = b"alice", b"s3cret"
+    host = b"echo.test"
+    msg = (b"\x05\x01\x02" + b"\x01" + bytes([len(user)]) + user + bytes([len(pw)]) + pw +
+           b"\x05\x01\x00\x03" + bytes([len(host)]) + host +
+           origins.echo_port.to_bytes(2, "big") +
+           b"GET /conn HTTP/1.1\r\nHost: echo.test\r\nConnection: close\r\n\r\n")
+    s = socket.create_connection(("127.0.0.1", _socks(node)), timeout=10)
+    try:
+        s.sendall(msg)
+        got = b""
+        for _ in range(100):  # bounded: 14 bytes of replies, then the echo's answer
+            if len(got) >= 14:
+                break
+            chunk = s.recv(4096)
+            if not chunk:
+                break
+            got += chunk
+        assert got[:2] == b"\x05\x02" and got[2:4] == b"\x01\x00", got[:16]
+        assert got[4:6] == b"\x05\x00", got[:16]
+    finally:
+        s.close()
+    node.wait_access(s_action="TCP_TUNNELED", cs_username="alice")
+
+
+def test_socks5_login_user_reaches_policy_and_intercepted_requests(
+        make_intercepting, origins, keyring, bundles, test_dir):
+    b = bundles.build(USERS_POLICY, 1)
+    realms = ({"name": "corp", "type": "local", "users_file": str(_users(test_dir))},)
+    node = make_intercepting(
+        realms=realms, bundle={"file": str(b), "keys": [str(bundles.pub)]},
+        listeners=({"type": "http", "address": "127.0.0.1:0"}, dict(SOCKS, realm="corp")))
+    r = http.curl(origins.tls_url("/small.txt"), *_via(node, "alice:s3cret"),
+                  cacert=keyring.root_cert).check()
+    assert r.body == origins.files.path("small.txt").read_bytes()
+    node.wait_access(cs_uri_scheme="https", cs_host="origin.test", cs_username="alice",
+                     sc_status="200")
+    # bob logs in, but the <proxy> layer allows only alice: SOCKS reply 02.
+    r = http.curl(origins.tls_url("/small.txt"), *_via(node, "bob:s3cret"),
+                  cacert=keyring.root_cert)
+    assert r.rc != 0, r
+    node.wait_access(s_action="TCP_DENIED", cs_username="bob", x_exception_id="policy_denied")
+
+
+def test_socks5_policy_login_without_realm_denied(make_catena, origins, bundles):
+    """authenticate() in policy on a SOCKS listener without a realm: denied (never an HTTP
+    407 on a SOCKS connection), with the reason in the event log."""
+    b = bundles.build(USERS_POLICY, 1)
+    node = _node(make_catena, origins, bundle={"file": str(b), "keys": [str(bundles.pub)]})
+    r = http.curl(origins.echo_url("/conn"), *_via(node))
+    assert r.rc != 0, r
+    node.wait_event(r"give this SOCKS listener a realm")
+    node.wait_access(s_action="TCP_DENIED", x_exception_id="policy_denied")
