@@ -270,6 +270,7 @@ static const struct cfg_key cfg_keys[] = {
     {CFG_ROW("validation.probe_timeout", CFG_T_DURATION, validation.probe_timeout_ms,
              CFG_Q("5s")),
      CFG_RANGE(100, 60 * CFG_SEC)},
+    {CFG_ROW("validation.aia_fetch", CFG_T_BOOL, validation.aia_fetch, "false")},
     {CFG_ROW("bundle.file", CFG_T_PATH, bundle.file, NULL), .flags = CFG_F_EMPTY_NULL},
     {CFG_ROW("bundle.keys", CFG_T_LIST, bundle.keys, "[]"),
      .max = CFG_MAX_BUNDLE_KEYS, CFG_LIST(bundle.n_keys, char *, cfg_e_path)},
@@ -1247,8 +1248,9 @@ cfg_e_listener(struct cfg_ctx *x, const struct cfg_key *k, const config_setting_
     const char *why;
     if (cfg_members_opt(x, k, e, i, names, m) != CAT_OK)
         return CAT_ERR;
-    if (m[0] == NULL || m[1] == NULL)
-        return cfg_fail_elem(x, e, k, i, NULL, "needs type and address");
+    for (size_t j = 0; j < 2; j++)
+        if (m[j] == NULL)
+            return cfg_fail_elem(x, e, k, i, NULL, "%s is missing", names[j]);
     const char *type = cfg_get_str(m[0]);
     size_t t = 0;
     while (type != NULL && cfg_lsn_names[t] != NULL && strcasecmp(type, cfg_lsn_names[t]) != 0)

@@ -150,6 +150,7 @@ struct cfg_validation {
     unsigned cache_entries;   /* validation results and probe verdicts */
     unsigned probe_ttl_ms;    /* how long a probe's verdict is reused */
     unsigned probe_timeout_ms;
+    bool aia_fetch;           /* fetch missing intermediates from caIssuers URLs */
 };
 
 #define CFG_MAX_BUNDLE_KEYS 8

@@ -148,6 +148,10 @@ struct conn_cert {
     bool rev_done;                /* revocation answered (or not asked) */
     struct rev_query *revq;       /* owned: revocation check in flight */
     struct probe *probe;          /* owned: probe in flight */
+    struct fetch *aiaq;           /* owned: a missing intermediate being fetched */
+    char aia_url[256];            /* what aiaq fetches */
+    unsigned aia_fetches;         /* certificates added by AIA to this chain */
+    bool aia_failed;              /* a fetch failed: validate without it */
     int issuer_idx;               /* index of the leaf's issuer in der[], or -1 */
     const uint8_t *issuer_anchor; /* the issuer when it is a trust anchor (borrowed: store) */
     size_t issuer_anchor_len;

@@ -15,7 +15,9 @@
 
 #include "chain/chain.h"
 
+#include "core/aia.h"
 #include "core/conn.h"
+#include "core/fetch.h"
 #include "core/forward.h"
 #include "core/intercept.h"
 #include "core/msg.h"
@@ -64,6 +66,7 @@ verify_free(struct conn *c)
         return;
     probe_cancel(cc->probe);
     rev_cancel(cc->revq);
+    fetch_cancel(cc->aiaq);
     verify_chain_free(cc);
     free(cc);
     c->cert = NULL;
@@ -440,7 +443,70 @@ verify_rev_cb(void *arg, const struct rev_answer *a)
     conn_wake(c, 0);
 }
 
-/* Runs val_check on the chain and the checks only an interception can make. */
+/* ---- missing intermediates (AIA caIssuers) ------------------------------------------ */
+
+#define VERIFY_AIA_MAX 2 /* certificates fetched for one chain */
+
+static void
+verify_aia_cb(void *arg, const struct fetch_result *fr)
+{
+    struct conn *c = arg;
+    struct conn_cert *cc = c->cert;
+    cc->aiaq = NULL;
+    uint8_t *der = NULL;
+    size_t len = 0;
+    const char *why = fr->err;
+    if (why == NULL && aia_decode(fr->body, fr->len, &der, &len, &why) == CAT_OK) {
+        log_info(LOG_FAC_SSL, c, "fetched the intermediate %s did not send, from %s (%zu bytes)",
+                 c->tls_host, cc->aia_url, len);
+    } else {
+        log_info(LOG_FAC_SSL, c, "cannot fetch the intermediate %s did not send, from %s: %s",
+                 c->tls_host, cc->aia_url, why);
+        cc->aia_failed = true;
+    }
+    aia_cache_put(cc->aia_url, der, len);
+    free(der);
+    cc->checked = false; /* again, with what the cache now holds */
+    conn_wake(c, 0);
+}
+
+/*
+ * A chain that lacks an intermediate its last certificate names a caIssuers
+ * URL for: add it from the cache (CAT_OK: check again), or start fetching
+ * it (CAT_AGAIN: verify_aia_cb wakes the connection). CAT_DECLINED: nothing
+ * to add (disabled, bounded, or fetched in vain).
+ */
+static int
+verify_aia(struct conn *c, const struct val_result *r)
+{
+    struct conn_cert *cc = c->cert;
+    if (!c->cfg->validation.aia_fetch || !(r->errors & VAL_E_MISSING_INTERMEDIATE) ||
+        r->aia_url[0] == '\0' || cc->aia_failed || cc->aia_fetches >= VERIFY_AIA_MAX ||
+        cc->n >= CONN_MAX_CHAIN)
+        return CAT_DECLINED;
+    uint8_t *der;
+    size_t len;
+    switch (aia_cache_get(r->aia_url, &der, &len)) {
+    case AIA_HIT:
+        cc->der[cc->n] = der;
+        cc->len[cc->n] = len;
+        cc->n++;
+        cc->aia_fetches++;
+        return CAT_OK;
+    case AIA_FAILED:
+        return CAT_DECLINED;
+    case AIA_MISS:
+        break;
+    }
+    snprintf(cc->aia_url, sizeof(cc->aia_url), "%s", r->aia_url);
+    cc->aiaq = fetch_start(c->w->loop, c->w->res, cc->aia_url, "GET", NULL, NULL, 0,
+                           AIA_MAX_RESPONSE, c->cfg->validation.revocation_timeout_ms,
+                           verify_aia_cb, c);
+    return cc->aiaq != NULL ? CAT_AGAIN : CAT_DECLINED;
+}
+
+/* Runs val_check on the chain and the checks only an interception can make.
+ * With an AIA fetch started, returns leaving cc->checked false. */
 static void
 verify_check_chain(struct conn *c)
 {
@@ -451,12 +517,22 @@ verify_check_chain(struct conn *c)
      * route only, never globally. */
     const struct val_store *store =
         c->route != NULL && c->route->trust != NULL ? c->route->trust : c->tls->trust;
-    if (r == NULL || cc->n == 0 ||
-        val_check(store, (const uint8_t *const *)cc->der, cc->len, cc->n, time(NULL), r) !=
-            CAT_OK) {
-        cc->errors |= VAL_E_UNTRUSTED;
-        free(r);
-        return;
+    for (int round = 0;; round++) {
+        if (r == NULL || cc->n == 0 ||
+            val_check(store, (const uint8_t *const *)cc->der, cc->len, cc->n, time(NULL), r) !=
+                CAT_OK) {
+            cc->errors |= VAL_E_UNTRUSTED;
+            free(r);
+            return;
+        }
+        int arc = round <= VERIFY_AIA_MAX ? verify_aia(c, r) : CAT_DECLINED;
+        if (arc == CAT_DECLINED)
+            break;
+        if (arc == CAT_AGAIN) {
+            cc->checked = false;
+            free(r);
+            return;
+        }
     }
     cc->errors |= r->errors;
     if (c->route != NULL && c->route->issuer_der != NULL && r->anchored && r->path_len > 0) {
@@ -519,10 +595,23 @@ verify_st_validate(struct conn *c, unsigned ev)
                                                         .source = "timeout",
                                                         .detail = "no answer in time"});
     }
-    if (cc->revq != NULL)
+    if (ev & CONN_EV_TIMER && cc->aiaq != NULL) {
+        fetch_cancel(cc->aiaq);
+        cc->aiaq = NULL;
+        log_info(LOG_FAC_SSL, c, "cannot fetch the intermediate %s did not send, from %s: "
+                 "no answer in time", c->tls_host, cc->aia_url);
+        aia_cache_put(cc->aia_url, NULL, 0);
+        cc->aia_failed = true;
+    }
+    if (cc->revq != NULL || cc->aiaq != NULL)
         return CAT_AGAIN;
-    if (!cc->checked)
+    if (!cc->checked) {
         verify_check_chain(c);
+        if (cc->aiaq != NULL) {
+            conn_timer_once(c, v->revocation_timeout_ms + 1000);
+            return CAT_AGAIN;
+        }
+    }
     if (!cc->rev_done) {
         const uint8_t *issuer = cc->issuer_idx > 0 ? cc->der[cc->issuer_idx] : cc->issuer_anchor;
         size_t issuer_len = cc->issuer_idx > 0 ? cc->len[cc->issuer_idx] : cc->issuer_anchor_len;

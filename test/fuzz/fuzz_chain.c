@@ -5,9 +5,10 @@
  * (a length past the end takes the rest); what is left after the fourth is
  * a host name. Each input runs val_check against a small fixed store (the
  * unit tests' EC and RSA roots, a 4-entry cache) at a fixed instant,
- * val_check_hostname on the first certificate, and the PEM splitter over the
- * whole input. Never crash, never leak.
+ * val_check_hostname on the first certificate, and the PEM splitter and the
+ * caIssuers response decoder over the whole input. Never crash, never leak.
  */
+#include "core/aia.h"
 #include "core/val_int.h"
 #include "core/validate.h"
 
@@ -132,5 +133,17 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             abort();
     }
     free(out);
+
+    /* The same bytes as a caIssuers response (AIA fetching). */
+    uint8_t *der = NULL;
+    size_t der_len = 0;
+    const char *why = NULL;
+    if (aia_decode(data, size, &der, &der_len, &why) == CAT_OK) {
+        if (der == NULL || der_len == 0 || der_len > size)
+            abort();
+    } else if (why == NULL || der != NULL) {
+        abort();
+    }
+    free(der);
     return 0;
 }

@@ -539,7 +539,7 @@ test_errors_exact(void **state)
          "(0.0.0.0:3128)"},
         {"listeners = ( { type = \"http\"; } );", "t.conf:1:15: listeners[0]: address is missing"},
         {"listeners = ( { type = \"ftp\"; address = \"127.0.0.1:21\"; } );",
-         "t.conf:1:17: listeners[0].type: must be \"http\", \"socks5\", \"transparent\" or \"admin\""},
+         "t.conf:1:17: listeners[0].type: must be \"http\", \"socks5\", \"transparent\", \"admin\" or \"https\""},
         {"listeners = ( { type = \"http\"; address = \"127.0.0.1:3128\"; port = 1; } );",
          "t.conf:1:60: listeners[0].port: unknown key"},
         {"listeners = ( { type = \"http\"; address = \"localhost:3128\"; } );",
@@ -1073,9 +1073,9 @@ test_listener_addresses(void **state)
                       "t.conf:1:15: listeners[0].cert: an \"https\" listener needs cert");
     expect_err_prefix("listeners = ( { type = \"http\"; address = \"127.0.0.1:3129\"; "
                       "cert = \"c\"; } );",
-                      "t.conf:1:65: listeners[0].cert: only an \"https\" listener has cert");
+                      "t.conf:1:60: listeners[0].cert: only an \"https\" listener has cert");
     expect_err_prefix("listeners = ( { address = \"127.0.0.1:3129\"; } );",
-                      "t.conf:1:15: listeners[0]: needs type and address");
+                      "t.conf:1:15: listeners[0]: type is missing");
 }
 
 static void
