@@ -667,13 +667,19 @@ conn_st_proxy_tls(struct conn *c, unsigned ev)
             conn_side_want(c, s, e == WOLFSSL_ERROR_WANT_READ ? EV_READ : EV_WRITE);
             return CAT_AGAIN;
         }
+        c->err = CONN_ERR_CLI_TLS;
+        if (s->tio.peer_closed && s->tio.plain_alert == 0) {
+            /* Connected and left (a downstream's health check): not an error. */
+            log_debug(LOG_FAC_SSL, c, "client closed before the TLS handshake ended");
+            c->err = CONN_ERR_CLI_EOF;
+            return CAT_ERR;
+        }
         char d[256];
         tls_describe_error(s->ssl, ret, d, sizeof(d));
         log_info(LOG_FAC_SSL, c, LOG_EVT_CLI_TLS " to the proxy: %s%s", d,
                  tls_peer_rejected_cert(s->ssl, &s->tio)
                      ? " (the client refused the proxy's certificate)"
                      : "");
-        c->err = CONN_ERR_CLI_TLS;
         return CAT_ERR;
     }
     conn_side_want(c, s, 0);

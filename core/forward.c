@@ -341,43 +341,8 @@ fwd_st_up_tls(struct conn *c, unsigned ev)
     }
     ev_timer_stop(c->w->loop, &c->timer);
     conn_side_want(c, s, 0);
-    /* The upstream's own certificate: the node's anchors, its configured name. */
-    const uint8_t *ders[8];
-    size_t lens[8], n = 0;
-    WOLFSSL_X509_CHAIN *chain = wolfSSL_get_peer_chain(s->ssl);
-    int count = chain != NULL ? wolfSSL_get_chain_count(chain) : 0;
-    for (int i = 0; i < count && n < 8; i++) {
-        ders[n] = wolfSSL_get_chain_cert(chain, i);
-        lens[n] = (size_t)wolfSSL_get_chain_length(chain, i);
-        if (ders[n] != NULL)
-            n++;
-    }
-    struct val_result *v = calloc(1, sizeof(*v));
-    unsigned errors = VAL_E_UNTRUSTED;
-    if (v != NULL && n > 0 && val_check(c->tls->trust, ders, lens, n, time(NULL), v) == CAT_OK) {
-        errors = v->errors;
-        char ip[64];
-        const char *name = r->cfg->tls_name;
-        if (name == NULL) {
-            snprintf(ip, sizeof(ip), "%s", r->cfg->addr_text);
-            char *colon = strrchr(ip, ':');
-            if (colon != NULL)
-                *colon = '\0';
-            name = ip[0] == '[' ? ip + 1 : ip;
-            char *br = strchr(ip, ']');
-            if (br != NULL)
-                *br = '\0';
-        }
-        if (val_check_hostname(ders[0], lens[0], name) != CAT_OK)
-            errors |= VAL_E_HOSTNAME;
-    }
-    free(v);
-    if (errors != 0) {
-        char errs[160];
-        snprintf(why, sizeof(why), "its certificate is refused: %s",
-                 val_errors_str(errors, errs, sizeof(errs)));
+    if (fwd_upstream_cert_check(c, s->ssl, why, sizeof(why)) != CAT_OK)
         goto refused;
-    }
     log_debug(LOG_FAC_MAIN, c, "TLS to upstream %s up: %s", r->cfg->name,
               wolfSSL_get_version(s->ssl));
     if (c->txn.method == HTTP_M_CONNECT || (c->flags & (CONN_F_INTERCEPTED | CONN_F_RETUNNEL))) {
@@ -393,6 +358,49 @@ refused:
     return conn_respond_error(c, 502, "upstream_error",
                               "The TLS connection to the upstream proxy %s (%s) failed: %s",
                               r->cfg->name, r->cfg->addr_text, why);
+}
+
+int
+fwd_upstream_cert_check(void *conn, WOLFSSL *ssl, char *why, size_t cap)
+{
+    struct conn *c = conn;
+    const struct chain_host *r = c->route;
+    const uint8_t *ders[8];
+    size_t lens[8], n = 0;
+    WOLFSSL_X509_CHAIN *chain = wolfSSL_get_peer_chain(ssl);
+    int count = chain != NULL ? wolfSSL_get_chain_count(chain) : 0;
+    for (int i = 0; i < count && n < 8; i++) {
+        ders[n] = wolfSSL_get_chain_cert(chain, i);
+        lens[n] = (size_t)wolfSSL_get_chain_length(chain, i);
+        if (ders[n] != NULL)
+            n++;
+    }
+    struct val_result *v = calloc(1, sizeof(*v));
+    unsigned errors = VAL_E_UNTRUSTED;
+    if (v != NULL && n > 0 && val_check(c->tls->trust, ders, lens, n, time(NULL), v) == CAT_OK) {
+        errors = v->errors;
+        char ip[64];
+        const char *name = r->cfg->tls_name;
+        if (name == NULL) {
+            /* No name configured: the address must be in its IP subjectAltNames. */
+            snprintf(ip, sizeof(ip), "%s", r->cfg->addr_text);
+            char *colon = strrchr(ip, ':');
+            if (colon != NULL)
+                *colon = '\0';
+            name = ip[0] == '[' ? ip + 1 : ip;
+            char *br = strchr(ip, ']');
+            if (br != NULL)
+                *br = '\0';
+        }
+        if (val_check_hostname(ders[0], lens[0], name) != CAT_OK)
+            errors |= VAL_E_HOSTNAME;
+    }
+    free(v);
+    if (errors == 0)
+        return CAT_OK;
+    char errs[160];
+    snprintf(why, cap, "its certificate is refused: %s", val_errors_str(errors, errs, sizeof(errs)));
+    return CAT_ERR;
 }
 
 /* ---- the CONNECT exchange -------------------------------------------------------- */

@@ -12,6 +12,9 @@
 #include "core/http.h"
 #include "core/relay.h"
 
+#include <wolfssl/options.h>
+#include <wolfssl/ssl.h>
+
 #include <stdbool.h>
 #include <stddef.h>
 
@@ -32,6 +35,14 @@ int fwd_st_up_tls(struct conn *c, unsigned ev) CAT_NONNULL(1);
 
 /** CONN_ST_CHAIN: the CONNECT exchange with the upstream. Exits: as a direct connect. */
 int fwd_st_chain(struct conn *c, unsigned ev) CAT_NONNULL(1);
+
+/**
+ * Judges the certificate of a type-https upstream (c->route) after the TLS
+ * handshake on ssl: a path to the node's trust anchors, and its tls_name
+ * (else its address). conn is the struct conn (a probe_cert_check_fn).
+ * CAT_OK, or CAT_ERR with why.
+ */
+int fwd_upstream_cert_check(void *conn, WOLFSSL *ssl, char *why, size_t cap) CAT_NONNULL(1, 2, 3);
 
 /** Appends the headers for the upstream (Proxy-Authorization, Catena-Tier, X-Forwarded-For, user). */
 int fwd_upstream_headers(const struct conn *c, struct buf *out) CAT_WUR CAT_NONNULL(1, 2);

@@ -18,7 +18,7 @@
 
 #include <ev.h>
 
-enum probe_state { PROBE_CONNECTING = 0, PROBE_UPSTREAM, PROBE_HANDSHAKE };
+enum probe_state { PROBE_CONNECTING = 0, PROBE_UP_TLS, PROBE_UPSTREAM, PROBE_HANDSHAKE };
 
 struct probe {
     struct ev_loop *loop;  /* borrowed */
@@ -36,6 +36,11 @@ struct probe {
     size_t req_sent;
     char answer[1024];     /* the upstream's answer head, until its empty line */
     size_t answer_len;
+    /* Through a TLS upstream: its session, under ssl once the CONNECT is answered. */
+    WOLFSSL *up_ssl;       /* owned */
+    struct tls_io up_tio;
+    probe_cert_check_fn *up_check;
+    void *up_check_arg;
 };
 
 static void
@@ -45,6 +50,8 @@ probe_free(struct probe *p)
     ev_timer_stop(p->loop, &p->timer);
     if (p->ssl != NULL)
         wolfSSL_free(p->ssl);
+    if (p->up_ssl != NULL) /* after the session inside it */
+        wolfSSL_free(p->up_ssl);
     if (p->fd >= 0)
         close(p->fd);
     free(p->connect_req);
@@ -95,20 +102,70 @@ probe_want(struct probe *p, int events)
     ev_io_start(p->loop, &p->io);
 }
 
+/* One send or recv towards the upstream, through its TLS session if any:
+ * > 0, 0 (closed), or -1 with errno (EAGAIN: *events says what to wait for). */
+static ssize_t
+probe_up_io(struct probe *p, char *buf, size_t len, bool out, int *events)
+{
+    *events = out ? EV_WRITE : EV_READ;
+    if (p->up_ssl == NULL)
+        return out ? send(p->fd, buf, len, MSG_NOSIGNAL) : recv(p->fd, buf, len, 0);
+    int n = out ? wolfSSL_write(p->up_ssl, buf, (int)len) : wolfSSL_read(p->up_ssl, buf, (int)len);
+    if (n > 0)
+        return n;
+    int e = wolfSSL_get_error(p->up_ssl, n);
+    if (e == WOLFSSL_ERROR_WANT_READ || e == WOLFSSL_ERROR_WANT_WRITE) {
+        *events = e == WOLFSSL_ERROR_WANT_READ ? EV_READ : EV_WRITE;
+        errno = EAGAIN;
+        return -1;
+    }
+    if (e == WOLFSSL_ERROR_ZERO_RETURN)
+        return 0;
+    errno = ECONNRESET;
+    return -1;
+}
+
+/* TLS to the upstream, judged by the caller's check. CAT_OK: up and trusted. */
+static int
+probe_up_tls(struct probe *p)
+{
+    int ret = wolfSSL_connect(p->up_ssl);
+    if (ret != WOLFSSL_SUCCESS) {
+        int e = wolfSSL_get_error(p->up_ssl, ret);
+        if (e == WOLFSSL_ERROR_WANT_READ || e == WOLFSSL_ERROR_WANT_WRITE) {
+            probe_want(p, e == WOLFSSL_ERROR_WANT_READ ? EV_READ : EV_WRITE);
+            return CAT_AGAIN;
+        }
+        char d[120];
+        tls_describe_error(p->up_ssl, ret, d, sizeof(d));
+        snprintf(p->err, sizeof(p->err), "upstream TLS: %s", d);
+        probe_finish(p, p->err, 0);
+        return CAT_ERR;
+    }
+    char why[120];
+    if (p->up_check(p->up_check_arg, p->up_ssl, why, sizeof(why)) != CAT_OK) {
+        snprintf(p->err, sizeof(p->err), "upstream: %s", why);
+        probe_finish(p, p->err, 0);
+        return CAT_ERR;
+    }
+    return CAT_OK;
+}
+
 /* Through an upstream: send the CONNECT, read the answer head byte by byte
  * (what follows it is the origin's TLS). CAT_OK: the tunnel is up. */
 static int
 probe_upstream(struct probe *p)
 {
     size_t len = strlen(p->connect_req);
+    int events;
     while (p->req_sent < len) {
-        ssize_t n = send(p->fd, p->connect_req + p->req_sent, len - p->req_sent, MSG_NOSIGNAL);
+        ssize_t n = probe_up_io(p, p->connect_req + p->req_sent, len - p->req_sent, true, &events);
         if (n > 0) {
             p->req_sent += (size_t)n;
             continue;
         }
         if (n == -1 && (errno == EAGAIN || errno == EINTR)) {
-            probe_want(p, EV_WRITE);
+            probe_want(p, events);
             return CAT_AGAIN;
         }
         snprintf(p->err, sizeof(p->err), "upstream: %s", strerror(errno));
@@ -116,7 +173,7 @@ probe_upstream(struct probe *p)
         return CAT_ERR;
     }
     while (p->answer_len + 1 < sizeof(p->answer)) {
-        ssize_t n = recv(p->fd, p->answer + p->answer_len, 1, 0);
+        ssize_t n = probe_up_io(p, p->answer + p->answer_len, 1, false, &events);
         if (n == 1) {
             p->answer[++p->answer_len] = '\0';
             if (p->answer_len >= 4 && memcmp(p->answer + p->answer_len - 4, "\r\n\r\n", 4) == 0) {
@@ -129,7 +186,7 @@ probe_upstream(struct probe *p)
             continue;
         }
         if (n == -1 && (errno == EAGAIN || errno == EINTR)) {
-            probe_want(p, EV_READ);
+            probe_want(p, events);
             return CAT_AGAIN;
         }
         snprintf(p->err, sizeof(p->err), "upstream closed before answering");
@@ -154,7 +211,14 @@ probe_step(struct probe *p)
             probe_finish(p, p->err, 0);
             return;
         }
-        p->state = p->connect_req != NULL ? PROBE_UPSTREAM : PROBE_HANDSHAKE;
+        p->state = p->up_ssl != NULL         ? PROBE_UP_TLS
+                   : p->connect_req != NULL ? PROBE_UPSTREAM
+                                            : PROBE_HANDSHAKE;
+    }
+    if (p->state == PROBE_UP_TLS) {
+        if (probe_up_tls(p) != CAT_OK)
+            return; /* waiting, or finished with an error */
+        p->state = PROBE_UPSTREAM;
     }
     if (p->state == PROBE_UPSTREAM) {
         int rc = probe_upstream(p);
@@ -187,7 +251,9 @@ probe_timer_cb(struct ev_loop *loop, ev_timer *t, int revents)
 {
     struct probe *p = t->data;
     snprintf(p->err, sizeof(p->err), "no %s within the probe timeout",
-             p->state == PROBE_CONNECTING ? "connection" : "TLS handshake");
+             p->state == PROBE_CONNECTING ? "connection"
+             : p->state == PROBE_HANDSHAKE ? "TLS handshake"
+                                          : "answer from the upstream");
     probe_finish(p, p->err, 0);
 }
 
@@ -261,6 +327,33 @@ probe_start_via(struct ev_loop *loop, WOLFSSL_CTX *ctx, const struct sockaddr *a
         return NULL;
     }
     p->connect_req = req;
+    return p;
+}
+
+struct probe *
+probe_start_via_tls(struct ev_loop *loop, WOLFSSL_CTX *ctx, const struct sockaddr *addr,
+                    socklen_t addrlen, const char *connect_req, const char *tls_name,
+                    probe_cert_check_fn *check, void *check_arg, const char *sni,
+                    unsigned timeout_ms, probe_cb *cb, void *arg)
+{
+    struct probe *p =
+        probe_start_via(loop, ctx, addr, addrlen, connect_req, sni, timeout_ms, cb, arg);
+    if (p == NULL)
+        return NULL;
+    p->up_tio = (struct tls_io){.fd = p->fd};
+    p->up_ssl = tls_session_new(ctx, &p->up_tio);
+    if (p->up_ssl == NULL) {
+        /* Not started yet as far as the caller knows: no callback. */
+        probe_free(p);
+        return NULL;
+    }
+    if (tls_name != NULL)
+        wolfSSL_UseSNI(p->up_ssl, WOLFSSL_SNI_HOST_NAME, tls_name, (unsigned short)strlen(tls_name));
+    p->up_check = check;
+    p->up_check_arg = check_arg;
+    /* The origin's session goes inside the upstream's. */
+    p->tio.under = p->up_ssl;
+    p->tio.under_io = &p->up_tio;
     return p;
 }
 

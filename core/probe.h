@@ -54,6 +54,22 @@ struct probe *probe_start_via(struct ev_loop *loop, WOLFSSL_CTX *ctx, const stru
                               unsigned timeout_ms, probe_cb *cb, void *arg) CAT_WUR
     CAT_NONNULL(1, 2, 3, 5, 8);
 
+/** Judges an upstream's certificate after TLS to it: CAT_OK or CAT_ERR with why. */
+typedef int probe_cert_check_fn(void *arg, WOLFSSL *ssl, char *why, size_t cap);
+
+/**
+ * The same through an upstream proxy spoken to over TLS: a handshake with
+ * it first (SNI tls_name if not NULL), judged by check(check_arg) before
+ * anything is sent; then the CONNECT and the origin's TLS inside that
+ * session. check_arg must outlive the probe (cancel the probe first).
+ */
+struct probe *probe_start_via_tls(struct ev_loop *loop, WOLFSSL_CTX *ctx,
+                                  const struct sockaddr *addr, socklen_t addrlen,
+                                  const char *connect_req, const char *tls_name,
+                                  probe_cert_check_fn *check, void *check_arg, const char *sni,
+                                  unsigned timeout_ms, probe_cb *cb, void *arg) CAT_WUR
+    CAT_NONNULL(1, 2, 3, 5, 7, 11);
+
 /** Stops a probe: no callback after it returns. p may be NULL. */
 void probe_cancel(struct probe *p);
 

@@ -367,13 +367,9 @@ verify_st_probe(struct conn *c, unsigned ev)
         if (c->route == NULL) {
             cc->probe = probe_start(c->w->loop, c->tls->srv_ctx, (struct sockaddr *)&sa, len, sni,
                                     tmo, verify_probe_cb, c);
-        } else if (c->route->cfg->type == CFG_FWD_HTTPS) {
-            /* A probe does not nest TLS: the site goes unchecked here. */
-            log_debug(LOG_FAC_SSL, c, "%s: no probe through a TLS upstream", c->tls_host);
-            conn_set_state(c, CONN_ST_TUNNEL);
-            return CAT_OK;
         } else {
-            /* Through the upstream, as the tunnel itself goes. */
+            /* Through the upstream, as the tunnel itself goes (over TLS to
+             * it for type https, judged as the tunnel's was). */
             uint8_t mem[4096];
             struct buf req = {.base = mem, .cap = sizeof(mem) - 1};
             if (fwd_connect_request(c, &req) != CAT_OK) {
@@ -381,8 +377,15 @@ verify_st_probe(struct conn *c, unsigned ev)
                 return CAT_ERR;
             }
             mem[req.len] = '\0';
-            cc->probe = probe_start_via(c->w->loop, c->tls->srv_ctx, (struct sockaddr *)&sa, len,
-                                        (const char *)mem, sni, tmo, verify_probe_cb, c);
+            const struct cfg_fwd_host *up = c->route->cfg;
+            cc->probe = up->type == CFG_FWD_HTTPS
+                            ? probe_start_via_tls(c->w->loop, c->tls->srv_ctx,
+                                                  (struct sockaddr *)&sa, len, (const char *)mem,
+                                                  up->tls_name, fwd_upstream_cert_check, c, sni,
+                                                  tmo, verify_probe_cb, c)
+                            : probe_start_via(c->w->loop, c->tls->srv_ctx, (struct sockaddr *)&sa,
+                                              len, (const char *)mem, sni, tmo, verify_probe_cb,
+                                              c);
         }
         if (cc->probe == NULL) {
             c->err = CONN_ERR_NOMEM;
