@@ -433,6 +433,39 @@ chain_health_start(struct chain *ch, struct ev_loop *loop)
 }
 
 size_t
+chain_metrics(const struct chain *ch, char *buf, size_t cap)
+{
+    static const char *const head[] = {
+        "# HELP catena_upstream_up Whether the upstream is in rotation (1) or down (0).\n"
+        "# TYPE catena_upstream_up gauge\n",
+        "# HELP catena_upstream_checks_total Health checks of the upstream.\n"
+        "# TYPE catena_upstream_checks_total counter\n",
+        "# HELP catena_upstream_failed_checks Failed health checks in a row.\n"
+        "# TYPE catena_upstream_failed_checks gauge\n",
+    };
+    size_t o = 0;
+    for (size_t m = 0; m < CAT_ARRAY_LEN(head) && ch->n_hosts > 0; m++) {
+        int n = snprintf(buf + o, cap - o, "%s", head[m]);
+        o = n > 0 ? CAT_MIN(o + (size_t)n, cap - 1) : o;
+        for (size_t i = 0; i < ch->n_hosts; i++) {
+            const struct chain_host *h = &ch->hosts[i];
+            unsigned long v = m == 0   ? (chain_host_up(h) ? 1ul : 0ul)
+                              : m == 1 ? atomic_load(&h->health->checks)
+                                       : atomic_load(&h->health->fails);
+            n = snprintf(buf + o, cap - o, "%s{upstream=\"%s\"} %lu\n",
+                         m == 0   ? "catena_upstream_up"
+                         : m == 1 ? "catena_upstream_checks_total"
+                                  : "catena_upstream_failed_checks",
+                         h->cfg->name, v);
+            o = n > 0 ? CAT_MIN(o + (size_t)n, cap - 1) : o;
+        }
+    }
+    if (cap > 0)
+        buf[o] = '\0';
+    return o;
+}
+
+size_t
 chain_status_json(const struct chain *ch, char *buf, size_t cap)
 {
     size_t o = 0;

@@ -66,4 +66,7 @@ void chain_health_stop(struct chain *ch) CAT_NONNULL(1);
 /** Writes a JSON array of the upstreams and their state into buf; returns the length. */
 size_t chain_status_json(const struct chain *ch, char *buf, size_t cap) CAT_NONNULL(1, 2);
 
+/** The same as Prometheus text (upstream up, checks, failed checks in a row). */
+size_t chain_metrics(const struct chain *ch, char *buf, size_t cap) CAT_NONNULL(1, 2);
+
 #endif

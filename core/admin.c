@@ -172,6 +172,9 @@ admin_metrics(struct admin_body *b, const struct conn *c)
         admin_add(b, "catena_emulated_certificate_cache_hits_total{keyring=\"%s\"} %lu\n",
                   t->keyring_names[i], s.hits);
     }
+    char up[8192];
+    if (chain_metrics(t->chain, up, sizeof(up)) > 0)
+        admin_add(b, "%s", up);
 }
 
 static void

@@ -1241,8 +1241,8 @@ static int
 cfg_e_listener(struct cfg_ctx *x, const struct cfg_key *k, const config_setting_t *e, unsigned i,
                void *out)
 {
-    static const char *const names[] = {"type", "address", "cert", "key", "realm", NULL};
-    const config_setting_t *m[5] = {NULL};
+    static const char *const names[] = {"type", "address", "cert", "key", "realm", "tproxy", NULL};
+    const config_setting_t *m[6] = {NULL};
     struct cfg_listener *l = out;
     char q[96], ch[96];
     const char *why;
@@ -1298,6 +1298,13 @@ cfg_e_listener(struct cfg_ctx *x, const struct cfg_key *k, const config_setting_
             return cfg_fail_elem(x, m[4], k, i, "realm", "must name one of realms");
         if ((l->realm = strdup(v)) == NULL)
             return cfg_oom(x, k->name);
+    }
+    if (m[5] != NULL) {
+        if (l->type != CFG_LSN_TRANSPARENT)
+            return cfg_fail_elem(x, m[5], k, i, "tproxy", "only a \"transparent\" listener has tproxy");
+        if (config_setting_type(m[5]) != CONFIG_TYPE_BOOL)
+            return cfg_fail_elem(x, m[5], k, i, "tproxy", "must be true or false");
+        l->tproxy = config_setting_get_bool(m[5]) != 0;
     }
     return CAT_OK;
 }

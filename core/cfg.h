@@ -44,6 +44,7 @@ struct cfg_listener {
     char *cert_file; /* owned, https only: the proxy's certificate chain (PEM) */
     char *key_file;  /* owned, https only: its private key (PEM) */
     char *realm;     /* owned, socks5 only: logins (RFC 1929) are checked here; NULL: none */
+    bool tproxy;     /* transparent only: TPROXY (IP_TRANSPARENT) instead of REDIRECT */
 };
 
 

@@ -581,10 +581,23 @@ conn_transparent_start(struct conn *c)
 {
     struct sockaddr_storage dst;
     socklen_t len = sizeof(dst);
-    int level = c->local_addr.ss_family == AF_INET6 ? SOL_IPV6 : SOL_IP;
+    bool v6 = c->local_addr.ss_family == AF_INET6;
+    int level = v6 ? SOL_IPV6 : SOL_IP;
     /* SO_ORIGINAL_DST and IP6T_SO_ORIGINAL_DST are both 80 (linux/netfilter_ipv4.h). */
-    if (getsockopt(c->cli.fd, level, 80, &dst, &len) == -1)
-        dst = c->local_addr; /* TPROXY: the socket is bound to the original destination */
+    bool redirected = getsockopt(c->cli.fd, level, 80, &dst, &len) == 0;
+    if (!redirected) {
+        /* TPROXY: the socket carries the original destination as its local
+         * address. On a REDIRECT listener, no NAT entry means the client came
+         * straight to the listener: taking the local address for the
+         * destination would make catena connect to itself. */
+        if (c->lsn == NULL || !c->lsn->tproxy) {
+            log_notice(LOG_FAC_MAIN, c,
+                       LOG_EVT_DENIED " transparent listener reached directly (no redirection)");
+            c->err = CONN_ERR_DENIED;
+            return CAT_ERR;
+        }
+        dst = c->local_addr;
+    }
     unsigned port;
     char ip[INET6_ADDRSTRLEN];
     conn_addr_text(&dst, ip, sizeof(ip), &port);
@@ -595,8 +608,11 @@ conn_transparent_start(struct conn *c)
     }
     unsigned lport;
     char lip[INET6_ADDRSTRLEN];
-    conn_addr_text(&c->local_addr, lip, sizeof(lip), &lport);
-    if (lport == port && strcmp(lip, ip) == 0 && getsockopt(c->cli.fd, level, 80, &dst, &len) == 0) {
+    if (redirected)
+        conn_addr_text(&c->local_addr, lip, sizeof(lip), &lport);
+    else /* TPROXY: the local address is the destination; the listener's own is not */
+        conn_addr_text(&c->lsn->addr, lip, sizeof(lip), &lport);
+    if (lport == port && strcmp(lip, ip) == 0) {
         /* Not redirected: a client connected to the listener itself. */
         log_notice(LOG_FAC_MAIN, c, LOG_EVT_DENIED " transparent listener reached directly");
         c->err = CONN_ERR_DENIED;
@@ -609,6 +625,7 @@ conn_transparent_start(struct conn *c)
     snprintf(t->scheme, sizeof(t->scheme), "tcp");
     snprintf(t->host, sizeof(t->host), "%s", ip);
     t->port = port;
+    c->srv_addr = dst; /* known before connecting: url.address for the policy */
     c->n_requests++;
     conn_set_state(c, CONN_ST_POLICY);
     return CAT_OK;
@@ -762,7 +779,12 @@ conn_cpl_txn(const struct conn *c, struct cpl_txn *t, const struct http_head *h)
     else if (c->local_addr.ss_family == AF_INET6)
         t->proxy_port = ntohs(((const struct sockaddr_in6 *)&c->local_addr)->sin6_port);
     t->client_protocol = c->lsn_type == CFG_LSN_SOCKS5 ? "socks" : "http";
-    if (c->srv_addr.ss_family != AF_UNSPEC)
+    /* The address only where it is this transaction's: a transparent
+     * connection's destination, or the origin this request's target is
+     * connected to (not the previous request's on a kept-alive connection). */
+    if (c->srv_addr.ss_family != AF_UNSPEC &&
+        (c->lsn_type == CFG_LSN_TRANSPARENT ||
+         (c->srv.fd >= 0 && c->srv_port == c->txn.port && strcmp(c->srv_host, c->txn.host) == 0)))
         t->url_address = (const struct sockaddr *)&c->srv_addr;
     t->user = c->user[0] ? c->user : NULL;
     if (h != NULL) {
@@ -1108,6 +1130,12 @@ conn_srv_key(const struct conn *c, char *key, size_t cap, unsigned *port)
     if (c->route != NULL && c->txn.method != HTTP_M_CONNECT && !(c->flags & CONN_F_INTERCEPTED)) {
         snprintf(key, cap, "@%s", c->route->cfg->name);
         *port = 0;
+    } else if (c->flags & CONN_F_INTERCEPTED) {
+        /* Inside TLS the Host matched the intercepted name; the origin is
+         * still where the tunnel went (a transparent client's destination
+         * is an address, never a name to look up again). */
+        snprintf(key, cap, "%s", c->tunnel_host);
+        *port = c->tls_port;
     } else {
         snprintf(key, cap, "%s", c->txn.host);
         *port = c->txn.port;
@@ -1220,7 +1248,8 @@ conn_st_resolve(struct conn *c, unsigned ev)
             conn_set_state(c, CONN_ST_CONNECT);
             return CAT_OK;
         }
-        int rc = res_lookup(c->w->res, c->txn.host, c->addrs, conn_dns_cb, c, &c->dns);
+        const char *host = c->flags & CONN_F_INTERCEPTED ? c->tunnel_host : c->txn.host;
+        int rc = res_lookup(c->w->res, host, c->addrs, conn_dns_cb, c, &c->dns);
         if (rc == CAT_AGAIN) {
             /* Safety net over the resolver's own tries and timeouts. */
             const struct cfg_resolver *r = &c->cfg->resolver;
@@ -1331,8 +1360,14 @@ conn_st_connect(struct conn *c, unsigned ev)
     setsockopt(c->srv.fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
     conn_srv_key(c, c->srv_host, sizeof(c->srv_host), &c->srv_port);
     socklen_t sl = sizeof(c->srv_addr);
-    if (c->route != NULL || getpeername(c->srv.fd, (struct sockaddr *)&c->srv_addr, &sl) == -1)
-        c->srv_addr.ss_family = AF_UNSPEC; /* through an upstream the origin's is not known */
+    if (c->route != NULL) {
+        /* Through an upstream the origin's address is not known, unless the
+         * client named it (transparent). */
+        if (c->lsn_type != CFG_LSN_TRANSPARENT)
+            c->srv_addr.ss_family = AF_UNSPEC;
+    } else if (getpeername(c->srv.fd, (struct sockaddr *)&c->srv_addr, &sl) == -1) {
+        c->srv_addr.ss_family = AF_UNSPEC;
+    }
     log_debug(LOG_FAC_MAIN, c, "connected to %s", c->srv_ip);
     /* Through an upstream: a tunnel to the origin first (plain HTTP goes as
      * absolute-form requests, no tunnel). */
@@ -1379,9 +1414,10 @@ conn_established(struct conn *c)
         /* Look at the first bytes only when something may be intercepted or
          * checked (a certificate exception needs a keyring for its page). */
         const struct cfg *cfg = c->cfg;
-        bool look = c->tls->n_keyrings > 0 &&
-                    (cfg->tls.intercept != CFG_INTERCEPT_NONE ||
-                     (cfg->validation.enabled && cfg->validation.tunnels));
+        bool look = (c->tls->n_keyrings > 0 &&
+                     (cfg->tls.intercept != CFG_INTERCEPT_NONE ||
+                      (cfg->validation.enabled && cfg->validation.tunnels))) ||
+                    c->pol->may_force_ssl;
         c->after_respond = look ? CONN_ST_PEEK_HELLO : CONN_ST_TUNNEL;
         conn_set_state(c, CONN_ST_RESPOND);
         return CAT_OK;

@@ -249,6 +249,8 @@ struct conn {
     bool ssl_decided;              /* <ssl-intercept> was evaluated */
     char user[256];                /* authenticated user name, or "" */
     char tls_host[256];            /* the name intercepted: SNI, else the CONNECT host */
+    char tunnel_host[256];         /* where the CONNECT went (transparent: the original
+                                    * destination): requests inside TLS go there too */
     unsigned tls_port;             /* the CONNECT port */
     struct emu_leaf *leaf;         /* ref: the emulated certificate while cli.ssl lives */
     struct conn_tlslog *tlog;      /* owned: for the SSL access log, or NULL if not TLS */

@@ -173,10 +173,11 @@ cpl_lex_verr(struct cpl_lex *lx, unsigned line, unsigned col, const char *fmt, v
         return CAT_ERR;
     }
     lx->failed = true;
+    /* A long path keeps its end: the file name is what the reader needs. */
     char name[64];
-    int n =
-        snprintf(lx->err, lx->errlen,
-                 "%s:%u:%u: ", cpl_show(name, sizeof(name), lx->name, strlen(lx->name)), line, col);
+    size_t nl = strlen(lx->name), cut = nl > CPL_ERR_SHOW ? nl - CPL_ERR_SHOW : 0;
+    cpl_show(name, sizeof(name), lx->name + cut, nl - cut);
+    int n = snprintf(lx->err, lx->errlen, "%s%s:%u:%u: ", cut > 0 ? "..." : "", name, line, col);
     if (n >= 0 && (size_t)n < lx->errlen)
         vsnprintf(lx->err + n, lx->errlen - (size_t)n, fmt, ap);
     return CAT_ERR;

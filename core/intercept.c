@@ -81,6 +81,10 @@ intercept_decide(struct conn *c)
         conn_close(c, CONN_ERR_DENIED);
         return CAT_OK;
     }
+    if (c->tls->n_keyrings == 0) {
+        log_debug(LOG_FAC_SSL, c, "%s: no keyring: tunneled", c->tls_host);
+        return CAT_DECLINED;
+    }
     if (c->route != NULL && c->cfg->tier.inspect == CFG_INSPECT_CORE) {
         log_debug(LOG_FAC_SSL, c, "%s: the core tier inspects (tier.inspect = core)",
                   c->tls_host);
@@ -105,6 +109,53 @@ intercept_now(struct conn *c)
 }
 
 /*
+ * The client's bytes are not TLS, or the server spoke first (no TLS client
+ * waits for that): tunneled as plain TCP unless the policy forces SSL or
+ * denies it. <ssl-intercept> is asked with what is known: the CONNECT's
+ * host and port and the address connected to (url.address), so the classic
+ * recipe "force SSL on 443 except for trusted servers" works as written.
+ */
+static int
+intercept_not_tls(struct conn *c, const char *what)
+{
+    if (!c->ssl_decided) {
+        struct cpl_txn t;
+        conn_cpl_txn(c, &t, NULL);
+        t.client_protocol = "tcp";
+        t.url_scheme = "tcp";
+        t.url_host = c->txn.host;
+        t.url_port = c->txn.port;
+        pol_eval(c->pol, CPL_L_SSL_INTERCEPT, &t, &c->pd);
+        c->ssl_decided = true;
+    }
+    if (c->pd.force_ssl == CPL_YES || c->pd.allow == CPL_NO) {
+        log_notice(LOG_FAC_MAIN, c, LOG_EVT_DENIED " %s, and the policy %s", what,
+                   c->pd.force_ssl == CPL_YES ? "forces SSL" : "denies it");
+        c->txn.action = "TCP_DENIED";
+        c->txn.status = 403;
+        c->txn.exception = "policy_denied";
+        c->err = CONN_ERR_DENIED;
+        return CAT_ERR;
+    }
+    log_info(LOG_FAC_MAIN, c, "%s: tunneled as plain TCP", what);
+    conn_set_state(c, CONN_ST_TUNNEL);
+    return CAT_OK;
+}
+
+/* Whether the server has spoken (bytes or its end) before the client: then
+ * this is no TLS. Not known through a TLS upstream (its session is not
+ * peeked at). */
+static bool
+intercept_server_spoke(const struct conn *c)
+{
+    if (c->srv.ssl != NULL || c->srv.in.len > 0)
+        return c->srv.in.len > 0;
+    char b;
+    ssize_t n = recv(c->srv.fd, &b, 1, MSG_PEEK | MSG_DONTWAIT);
+    return n >= 0 || (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR);
+}
+
+/*
  * Entered after "200 Connection established" when something may be
  * intercepted. Reads until a whole ClientHello (or proof it is not TLS).
  * Exits: TUNNEL (not TLS; policy says tunnel), SRV_TLS, closed (malformed,
@@ -117,11 +168,10 @@ intercept_st_peek_hello(struct conn *c, unsigned ev)
     if (ev & CONN_EV_TIMER) {
         if (c->cli.in.len == 0) {
             /* A client that speaks second (e.g. a server-first protocol):
-             * nothing to inspect, tunnel it. */
-            log_debug(LOG_FAC_SSL, c, "client sent nothing: tunneled");
+             * nothing to inspect. */
             ev_timer_stop(c->w->loop, &c->timer);
-            conn_set_state(c, CONN_ST_TUNNEL);
-            return CAT_OK;
+            conn_side_want(c, &c->srv, 0);
+            return intercept_not_tls(c, "the client sent nothing");
         }
         log_info(LOG_FAC_SSL, c, LOG_EVT_CLI_TLS " %s: ClientHello incomplete after %u ms",
                  c->txn.host, cfg->timeouts.tls_handshake_ms);
@@ -154,27 +204,27 @@ intercept_st_peek_hello(struct conn *c, unsigned ev)
                 rc = CAT_ERR; /* larger than any real ClientHello */
                 break;
             }
+            if (c->cli.in.len == 0 && intercept_server_spoke(c)) {
+                /* SSH and the like: the server greets first. No waiting for
+                 * a ClientHello that will not come. */
+                conn_side_want(c, &c->cli, 0);
+                conn_side_want(c, &c->srv, 0);
+                ev_timer_stop(c->w->loop, &c->timer);
+                return intercept_not_tls(c, "the server spoke first");
+            }
             conn_side_want(c, &c->cli, EV_READ);
+            /* Watch the server too while the client has said nothing. */
+            conn_side_want(c, &c->srv, c->cli.in.len == 0 && c->srv.ssl == NULL ? EV_READ : 0);
             return CAT_AGAIN;
         }
         c->err = n == 0 ? CONN_ERR_CLI_EOF : CONN_ERR_CLI_RESET;
         return CAT_ERR;
     }
     conn_side_want(c, &c->cli, 0);
+    conn_side_want(c, &c->srv, 0);
     ev_timer_stop(c->w->loop, &c->timer);
-    if (rc == CAT_DECLINED) {
-        if (c->pd.force_ssl == CPL_YES) {
-            log_notice(LOG_FAC_MAIN, c, LOG_EVT_DENIED " not TLS, and the policy forces SSL");
-            c->txn.action = "TCP_DENIED";
-            c->txn.status = 403;
-            c->txn.exception = "policy_denied";
-            c->err = CONN_ERR_DENIED;
-            return CAT_ERR;
-        }
-        log_info(LOG_FAC_MAIN, c, "not TLS: tunneled as plain TCP");
-        conn_set_state(c, CONN_ST_TUNNEL);
-        return CAT_OK;
-    }
+    if (rc == CAT_DECLINED)
+        return intercept_not_tls(c, "not TLS");
     if (rc != CAT_OK) {
         log_info(LOG_FAC_SSL, c, LOG_EVT_CLI_TLS " %s: malformed ClientHello", c->txn.host);
         c->err = CONN_ERR_CLI_TLS;
@@ -200,6 +250,7 @@ intercept_st_peek_hello(struct conn *c, unsigned ev)
     }
     const char *name = h.has_sni && !h.sni_invalid ? h.sni : c->txn.host;
     snprintf(c->tls_host, sizeof(c->tls_host), "%s", name);
+    snprintf(c->tunnel_host, sizeof(c->tunnel_host), "%s", c->txn.host);
     c->tls_port = c->txn.port;
     if (conn_tlslog_start(c) != CAT_OK) {
         c->err = CONN_ERR_NOMEM;

@@ -13,6 +13,7 @@
  */
 #include "core/msg.h"
 
+#include "chain/chain.h"
 #include "core/conn.h"
 #include "core/forward.h"
 #include "core/worker.h"
@@ -354,6 +355,25 @@ msg_response_head(struct conn *c, bool *progress)
                     buf_consume(&c->srv.in, h.head_len);
                     c->srv.bytes_in += (int64_t)h.head_len;
                     continue;
+                }
+                if (h.status == 407 && c->route != NULL && !(c->flags & CONN_F_INTERCEPTED)) {
+                    /* The upstream's own login, not the user's business: a
+                     * page naming it, as for a refused CONNECT. */
+                    const struct cfg_fwd_host *up = c->route->cfg;
+                    log_warn(LOG_FAC_MAIN, c, "upstream %s (%s) answered 407%s", up->name,
+                             up->addr_text,
+                             up->credentials_file != NULL ? ": it refuses our credentials"
+                                                          : ": it wants credentials_file");
+                    c->txn.action = "TCP_ERR_MISS";
+                    c->srv_reusable = false;
+                    conn_respond_error(c, 502, "upstream_authentication",
+                                       "The upstream proxy %s (%s) answered 407 Proxy "
+                                       "Authentication Required%s",
+                                       up->name, up->addr_text,
+                                       up->credentials_file != NULL
+                                           ? ": it refused this proxy's credentials"
+                                           : ": this proxy has no credentials for it");
+                    return MSG_STATE_CHANGED;
                 }
                 if (msg_build_response(c, &h) != CAT_OK) {
                     c->txn.action = "TCP_ERR_MISS";

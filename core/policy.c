@@ -80,13 +80,14 @@ pol_install(struct pol *p, const char *how)
     pol_unref(old);
 }
 
-/* Whether <ssl-intercept> may ask about the certificate: then it must be
- * known before deciding. A text search, so it errs on the side of asking. */
+/* Whether the policy text mentions a condition or property (a text search,
+ * so it errs on the side of yes): "server.certificate.hostname" means the
+ * certificate must be known before deciding; "force_protocol" means the
+ * first bytes of every tunnel must be looked at. */
 static bool
-pol_text_needs_cert(const uint8_t *text, size_t len)
+pol_text_mentions(const uint8_t *text, size_t len, const char *needle)
 {
-    static const char needle[] = "server.certificate.hostname";
-    const size_t n = sizeof(needle) - 1;
+    const size_t n = strlen(needle);
     for (size_t i = 0; i + n <= len; i++)
         if (strncasecmp((const char *)text + i, needle, n) == 0)
             return true;
@@ -132,7 +133,8 @@ pol_from_bundle(const uint8_t *data, size_t len, const struct cfg *cfg, uint64_t
     p->cpl = cpl_compile((const char *)text, plen, "policy.cpl", p->cats, err, errlen);
     if (p->cpl == NULL)
         goto fail;
-    p->needs_cert = pol_text_needs_cert(text, plen);
+    p->needs_cert = pol_text_mentions(text, plen, "server.certificate.hostname");
+    p->may_force_ssl = pol_text_mentions(text, plen, "force_protocol");
     p->version = bdl_version(p->bundle);
     snprintf(p->digest, sizeof(p->digest), "%s", bdl_digest(p->bundle));
     return p;

@@ -31,6 +31,7 @@ struct pol {
     struct cpl_cats *cats;    /* owned (the policy borrows it) */
     struct cpl *cpl;          /* owned, or NULL: node-config stand-ins only */
     bool needs_cert;          /* <ssl-intercept> asks about the server certificate */
+    bool may_force_ssl;       /* some rule says force_protocol(ssl): first bytes are looked at */
     uint64_t version;         /* the bundle's version, 0 without a bundle */
     char digest[80];          /* "sha256:<hex>", or "none" */
 };

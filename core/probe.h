@@ -81,6 +81,7 @@ void probe_cancel(struct probe *p);
 struct probe_verdict {
     unsigned errors;      /* VAL_E_* observed (before policy) */
     bool client_cert;     /* the server asked for a client certificate */
+    bool upstream_intercepted; /* the chain seen ended at the route's upstream issuer */
     char cn[256];         /* for the SSL log */
     char issuer[384];
 };

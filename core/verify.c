@@ -273,7 +273,10 @@ verify_protocol_exception(struct conn *c)
 static void
 verify_probe_key(const struct conn *c, char *key, size_t cap)
 {
-    snprintf(key, cap, "%s:%u@%s", c->tls_host, c->tls_port, c->srv_ip);
+    /* The route is part of the site: a verdict reached with one upstream's
+     * scoped trust must never be reused on another route. */
+    snprintf(key, cap, "%s:%u@%s/%s", c->tls_host, c->tls_port, c->srv_ip,
+             c->route != NULL ? c->route->cfg->name : "direct");
 }
 
 static bool
@@ -346,6 +349,7 @@ verify_st_probe(struct conn *c, unsigned ev)
                 return CAT_OK;
             }
             cc->errors = v.errors;
+            cc->upstream_intercepted = v.upstream_intercepted;
             cc->checked = cc->rev_done = true;
             if (c->tlog != NULL) {
                 snprintf(c->tlog->cert_hostname, sizeof(c->tlog->cert_hostname), "%s", v.cn);
@@ -570,7 +574,8 @@ verify_check_chain(struct conn *c)
                 cc->errors |= VAL_E_UNTRUSTED;
             }
     } else {
-        struct probe_verdict v = {.errors = cc->errors};
+        struct probe_verdict v = {.errors = cc->errors,
+                                  .upstream_intercepted = cc->upstream_intercepted};
         snprintf(v.cn, sizeof(v.cn), "%s", r->subject_cn[0] ? r->subject_cn : r->dns_name);
         snprintf(v.issuer, sizeof(v.issuer), "%s", r->issuer_dn);
         char key[400];
@@ -635,7 +640,8 @@ verify_st_validate(struct conn *c, unsigned ev)
     }
     /* The probe's verdict, revocation included, whichever way it ended. */
     if (cc->from_probe && (cc->errors & (VAL_E_REVOKED | VAL_E_REVOCATION_UNKNOWN))) {
-        struct probe_verdict pv = {.errors = cc->errors};
+        struct probe_verdict pv = {.errors = cc->errors,
+                                   .upstream_intercepted = cc->upstream_intercepted};
         char key[400];
         if (c->tlog != NULL) {
             snprintf(pv.cn, sizeof(pv.cn), "%s", c->tlog->cert_hostname);

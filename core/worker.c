@@ -51,6 +51,17 @@ worker_bind(const struct cfg_listener *l, char *err, size_t errlen)
     if (l->addr.ss_family == AF_INET6 &&
         setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one)) == -1)
         goto fail;
+    /* Under TPROXY the kernel hands the listener connections for addresses
+     * that are not local (IP_TRANSPARENT, which needs CAP_NET_ADMIN). */
+    if (l->tproxy &&
+        (l->addr.ss_family == AF_INET6
+             ? setsockopt(fd, SOL_IPV6, IPV6_TRANSPARENT, &one, sizeof(one))
+             : setsockopt(fd, SOL_IP, IP_TRANSPARENT, &one, sizeof(one))) == -1) {
+        snprintf(err, errlen, "listener %s: tproxy needs CAP_NET_ADMIN (IP_TRANSPARENT: %s)",
+                 l->text, strerror(errno));
+        close(fd);
+        return -1;
+    }
     if (bind(fd, (const struct sockaddr *)&l->addr, l->addrlen) == -1)
         goto fail;
     if (listen(fd, 1024) == -1)
@@ -150,8 +161,14 @@ worker_accept_resume_cb(struct ev_loop *loop, ev_timer *t, int revents)
 
 /* Refuses a connection over the limit with a 503 page, best effort, without blocking. */
 static void
-worker_refuse(int fd)
+worker_refuse(int fd, enum cfg_listener_type type)
 {
+    /* A transparent client expects the origin's bytes and a SOCKS client a
+     * SOCKS reply; an HTTP page would only confuse them: just close. */
+    if (type == CFG_LSN_TRANSPARENT || type == CFG_LSN_SOCKS5 || type == CFG_LSN_HTTPS) {
+        close(fd);
+        return;
+    }
     uint8_t mem[PAGE_MAX];
     struct buf b = {.base = mem, .cap = sizeof(mem)};
     struct page_vars v = {.reason = "The proxy is at its connection limit; try again shortly"};
@@ -190,7 +207,7 @@ worker_accept_cb(struct ev_loop *loop, ev_io *io, int revents)
         unsigned limit = w->cfg->limits.max_connections;
         if (atomic_load_explicit(&worker_conn_count, memory_order_relaxed) >= limit) {
             log_warn(LOG_FAC_MAIN, NULL, "connection refused: over max_connections (%u)", limit);
-            worker_refuse(fd);
+            worker_refuse(fd, ln->type);
             continue;
         }
         int one = 1;

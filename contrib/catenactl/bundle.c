@@ -37,8 +37,10 @@ static const char ctlb_usage[] =
     "\n"
     "  bundle keygen --private KEY --public PUB\n"
     "      make an Ed25519 signing key (KEY, mode 0600) and its public key (PUB)\n"
-    "  bundle build --dir DIR --version N --key KEY --out FILE\n"
-    "      sign DIR's policy.cpl, categories.txt, cas/*.pem and pages/*.html into FILE\n"
+    "  bundle build --dir DIR --version N --key KEY --out FILE [--check no]\n"
+    "      sign DIR's policy.cpl, categories.txt, cas/*.pem and pages/*.html into FILE,\n"
+    "      after compiling the policy as a node would (--check no skips that: only to\n"
+    "      test that nodes refuse a bad policy)\n"
     "  bundle sign --key KEY --verify-key PUB [--version N] --out FILE BUNDLE\n"
     "      verify BUNDLE with PUB, then sign its files again with KEY (key rotation)\n"
     "  bundle verify --key PUB [--key PUB2...] [--min-version N] BUNDLE\n"
@@ -50,6 +52,7 @@ static const char ctlb_usage[] =
 
 struct ctlb_opts {
     const char *priv, *pub, *dir, *version, *out, *verify_key, *min_version, *url, *token_file;
+    const char *check; /* build: "no" skips compiling the policy first */
     const char *keys[CTLB_MAX_KEYS];
     size_t n_keys;
     const char *arg; /* the one positional argument (a bundle file) */
@@ -106,6 +109,7 @@ ctlb_parse(int argc, char **argv, const char *allowed, struct ctlb_opts *o)
         {"min-version", offsetof(struct ctlb_opts, min_version)},
         {"url", offsetof(struct ctlb_opts, url)},
         {"token-file", offsetof(struct ctlb_opts, token_file)},
+        {"check", offsetof(struct ctlb_opts, check)},
     };
 
     memset(o, 0, sizeof(*o));
@@ -349,7 +353,7 @@ ctlb_build(int argc, char **argv)
     size_t len;
     uint64_t version = 0;
     char err[512];
-    int rc = ctlb_parse(argc, argv, " dir version key out ", &o);
+    int rc = ctlb_parse(argc, argv, " dir version key out check ", &o);
 
     if (rc != CTLB_OK)
         return rc;
@@ -361,7 +365,10 @@ ctlb_build(int argc, char **argv)
     char pol[4096], cats[4096];
     snprintf(pol, sizeof(pol), "%s/policy.cpl", o.dir);
     snprintf(cats, sizeof(cats), "%s/categories.txt", o.dir);
-    if (access(pol, F_OK) == 0 &&
+    if (o.check != NULL && strcmp(o.check, "no") != 0 && strcmp(o.check, "yes") != 0)
+        return ctlb_usage_err("--check must be yes or no, not '%s'", o.check);
+    bool check = o.check == NULL || strcmp(o.check, "yes") == 0;
+    if (check && access(pol, F_OK) == 0 &&
         ctl_policy_compiles(pol, access(cats, F_OK) == 0 ? cats : NULL) != 0)
         return ctlb_fail("%s does not compile; no bundle written", pol);
     if (bdl_privkey_load(o.keys[0], &key, err, sizeof(err)) != CAT_OK)

@@ -33,7 +33,7 @@ class Bundles:
                             str(self.pub))
         self.n = 0
 
-    def build(self, policy, version, categories=None, pages=None):
+    def build(self, policy, version, categories=None, pages=None, check=True):
         self.n += 1
         src = self.dir / ("src%d" % self.n)
         src.mkdir()
@@ -45,7 +45,8 @@ class Bundles:
             (src / "pages" / name).write_text(text)
         out = self.dir / ("b%d.cbdl" % self.n)
         intercept.catenactl("bundle", "build", "--dir", str(src), "--version", str(version),
-                            "--key", str(self.priv), "--out", str(out))
+                            "--key", str(self.priv), "--out", str(out),
+                            *([] if check else ["--check", "no"]))
         return out
 
 
@@ -187,7 +188,16 @@ def test_tampered_and_rolled_back_bundles_refused(policy_node, bundles, test_dir
 
 
 def test_broken_policy_refused_with_position(make_catena, bundles, test_dir):
-    b = bundles.build("<proxy>\n    url.host=foo allow(\n", 1)
+    # catenactl refuses to build it; nodes must refuse it too, whoever built it.
+    src = bundles.dir / "broken"
+    src.mkdir(parents=True)
+    (src / "policy.cpl").write_text("<proxy>\n    url.host=foo allow(\n")
+    r = util.run([util.catenactl_bin(), "bundle", "build", "--dir", str(src), "--version", "1",
+                  "--key", str(bundles.priv), "--out", str(src / "b.cbdl")])
+    assert r.returncode == 1 and re.search(r"policy\.cpl:2:\d+: ", r.stdout.decode() +
+                                           r.stderr.decode()), r
+    assert not (src / "b.cbdl").exists()
+    b = bundles.build("<proxy>\n    url.host=foo allow(\n", 1, check=False)
     node = make_catena(start=False, bundle={"file": str(b), "keys": [str(bundles.pub)]})
     r = util.run([util.catena_bin(), "-t", "-c", str(node.conf_path)])
     err = r.stderr.decode()

@@ -48,7 +48,7 @@ def _run(argv, timeout=30, check=True, input=None, env=None):
     argv = [str(a) for a in argv]
     try:
         r = subprocess.run(argv, input=input, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                           timeout=timeout, env=env, check=False, text=True)
+                           timeout=timeout, env=env, check=False, text=True, errors="replace")
     except subprocess.TimeoutExpired:
         raise NetnsError("%s did not end within %ds" % (" ".join(argv), timeout))
     if check and r.returncode != 0:
