@@ -15,8 +15,8 @@ and fail closed; credentials for an upstream that asks for them; the branch-to-D
 TLS (type "https", the DC's proxy certificate validated); Squid as the upstream of a branch
 and as a downstream of catena; tier.inspect "edge" and "core".
 
-The DC's TLS proxy port is a TLS front (TlsFront, threads of the test process) relaying to
-the DC's plain port, since catena listens in plain HTTP only.
+For the hop over TLS the DC has an https listener with its own proxy certificate
+(node1.test, from the test PKI).
 
 Nodes check their upstreams every 200 ms (forwarding.health_interval) and take one out after
 one failed check, so failover tests wait well under a second.
@@ -24,9 +24,7 @@ one failed check, so failover tests wait well under a second.
 import json
 import re
 import socket
-import ssl
 import subprocess
-import threading
 
 import pytest
 
@@ -784,142 +782,56 @@ def test_user_name_to_dc(make_tier, origins, branch_kr, dc_kr, bundles, test_dir
 
 # --- upstream over TLS (type "https") -----------------------------------------------------
 
-class TlsFront:
-    """A TLS front for a proxy on loopback (threads of the test process): accepts TLS with
-    the given certificate chain and relays the plaintext to 127.0.0.1:target, as a data
-    center that offers its proxy port over TLS would. Counts handshakes done and failed."""
-
-    def __init__(self, target, chain, key):
-        self.target = target
-        self.ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        self.ctx.load_cert_chain(str(chain), str(key))
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(64)
-        self.sock.settimeout(0.2)
-        self.port = self.sock.getsockname()[1]
-        self.handshakes = self.failed = 0
-        self._lock = threading.Lock()
-        self._stop = threading.Event()
-        self._socks = []
-        self.thread = threading.Thread(target=self._run, daemon=True)
-        self.thread.start()
-
-    def _run(self):
-        while not self._stop.is_set():
-            try:
-                c, _ = self.sock.accept()
-            except socket.timeout:
-                continue
-            except OSError:
-                return
-            threading.Thread(target=self._serve, args=(c,), daemon=True).start()
-
-    def _serve(self, c):
-        c.settimeout(10)
-        try:
-            t = self.ctx.wrap_socket(c, server_side=True)
-        except (OSError, ssl.SSLError):
-            # Health checks connect and close without TLS: not a failed handshake.
-            c.close()
-            return
-        with self._lock:
-            self.handshakes += 1
-        try:
-            u = socket.create_connection(("127.0.0.1", self.target), timeout=5)
-        except OSError:
-            t.close()
-            return
-        with self._lock:
-            self._socks += [t, u]
-
-        def pipe(a, b):
-            try:
-                a.settimeout(60)
-                while True:
-                    data = a.recv(65536)
-                    if not data:
-                        break
-                    b.sendall(data)
-            except OSError:
-                pass
-            finally:
-                for x in (a, b):
-                    try:
-                        x.shutdown(socket.SHUT_RDWR)
-                    except OSError:
-                        pass
-        other = threading.Thread(target=pipe, args=(u, t), daemon=True)
-        other.start()
-        pipe(t, u)
-        other.join(60)
-        t.close()
-        u.close()
-
-    def stop(self):
-        self._stop.set()
-        self.thread.join(5)
-        self.sock.close()
-        with self._lock:
-            for x in self._socks:
-                try:
-                    x.close()
-                except OSError:
-                    pass
-
-
 @pytest.fixture(scope="session")
 def dc_proxy_leaf(origins):
     """The DC's own certificate for its TLS proxy port: node1.test, from the test PKI."""
     return origins.pki.issue("node1.test")
 
 
-@pytest.fixture
-def tls_front():
-    fronts = []
-
-    def start(target, leaf):
-        f = TlsFront(target, leaf.chain, leaf.key)
-        fronts.append(f)
-        return f
-    yield start
-    for f in fronts:
-        f.stop()
+def https_listeners(leaf):
+    """The DC's listeners: its proxy port in plain HTTP (node.port), an admin listener,
+    and the same proxy over TLS with leaf as the proxy's own certificate."""
+    return intercept.listeners_with_admin() + (
+        {"type": "https", "address": "127.0.0.1:0", "cert": str(leaf.chain),
+         "key": str(leaf.key)},)
 
 
-def test_upstream_over_tls(make_tier, origins, branch_kr, dc_kr, dc_proxy_leaf, tls_front):
-    """The branch reaches the DC over TLS (type "https", tls_name node1.test), CONNECT and
-    the origin's TLS inside it: intercepted HTTPS and plain HTTP arrive intact, the DC's
-    proxy certificate is validated against the branch's anchors."""
-    dc = make_tier("dc", dc_kr, "all", tier=dc_tier())
-    front = tls_front(dc.port, dc_proxy_leaf)
+def test_upstream_over_tls(make_tier, origins, branch_kr, dc_kr, dc_proxy_leaf, test_dir):
+    """The branch reaches the DC's https listener (type "https", tls_name node1.test):
+    TLS to the proxy, CONNECT inside it, the origin's TLS inside that, decrypted at both
+    tiers: intercepted HTTPS (100 MiB intact) and plain HTTP arrive, the DC's proxy
+    certificate is validated against the branch's anchors."""
+    dc = make_tier("dc", dc_kr, "all", tier=dc_tier(), listeners=https_listeners(dc_proxy_leaf))
     branch = make_tier("branch", branch_kr, "all",
-                       hosts=[upstream("dc", front.port, dc_kr.cert, type="https",
-                                       tls_name="node1.test")])
+                       hosts=[upstream("dc", dc.listener_port("https"), dc_kr.cert,
+                                       type="https", tls_name="node1.test")])
     r = get_small(branch, origins, branch_kr.root_cert).check()
     assert r.status == 200 and r.body == SMALL, r
+    out = test_dir / "100MiB.tls"
+    r = http.curl(origins.tls_url("/100MiB"), proxy_port=branch.port,
+                  cacert=branch_kr.root_cert, output=out, max_time=120).check()
+    assert r.status == 200 and util.sha256_file(out) == origins.files.sha256["100MiB"], r
+    out.unlink()
     r = get_plain(branch, origins, "/small.txt?tls=1").check()
     assert r.status == 200 and r.body == SMALL, r
     dc.wait_access(pred=query("tls=1"), sc_status="200")
     dc.wait_access(cs_uri_scheme="https", cs_uri_path="/small.txt", sc_status="200")
     rec = wait_ssl(branch, x_cs_sni="origin.test", s_action="INTERCEPTED")
     assert rec["x-upstream"] == "dc" and rec["x-upstream-intercepted"] == "yes", rec["_line"]
-    assert front.handshakes >= 2, front.handshakes
     assert upstream_state(branch, "dc")["type"] == "https"
 
 
 @pytest.mark.parametrize("case", ["untrusted", "wrong_name"])
 def test_upstream_over_tls_wrong_certificate(make_tier, origins, branch_kr, dc_kr,
-                                             dc_proxy_leaf, tls_front, case):
+                                             dc_proxy_leaf, case):
     """A TLS upstream whose certificate does not verify (another root; or a valid one for
     another name than tls_name) is refused: 502 upstream_error naming it, nothing sent."""
-    dc = make_tier("dc", dc_kr, tier=dc_tier())
     leaf = origins.pki.leaf("untrusted.test") if case == "untrusted" else dc_proxy_leaf
-    front = tls_front(dc.port, leaf)
+    dc = make_tier("dc", dc_kr, tier=dc_tier(), listeners=https_listeners(leaf))
+    port = dc.listener_port("https")
     name = "untrusted.test" if case == "untrusted" else "node2.test"
     branch = make_tier("branch", branch_kr,
-                       hosts=[upstream("dc", front.port, dc_kr.cert, type="https",
-                                       tls_name=name)])
+                       hosts=[upstream("dc", port, dc_kr.cert, type="https", tls_name=name)])
     mark = branch.event_mark()
     r = get_plain(branch, origins, "/small.txt?tls=bad")
     http.assert_exception_page(r, 502, "upstream_error", body_contains=["dc"])
@@ -928,20 +840,20 @@ def test_upstream_over_tls_wrong_certificate(make_tier, origins, branch_kr, dc_k
     http.assert_exception_page(resp, 502, "upstream_error", body_contains=["dc"])
     why = "untrusted_issuer" if case == "untrusted" else "hostname_mismatch"
     e = branch.wait_event(r"upstream dc \(127\.0\.0\.1:%d\): its certificate is refused: "
-                          r".*%s" % (front.port, why), since=mark)
+                          r".*%s" % (port, why), since=mark)
     assert e.level == "warning", e.raw
     assert not served(dc), "\n".join(dc.access_log_lines())
 
 
 def test_upstream_over_tls_expired_origin_page(make_tier, origins, branch_kr, dc_kr,
-                                               dc_proxy_leaf, tls_front):
+                                               dc_proxy_leaf):
     """Both tiers tunnel, the branch-to-DC hop over TLS: an expired origin must still give
-    the user (trusting the branch's root) a readable page, as over plain HTTP."""
-    dc = make_tier("dc", dc_kr, tier=dc_tier())
-    front = tls_front(dc.port, dc_proxy_leaf)
+    the user (trusting the branch's root) a readable page, as over plain HTTP (the
+    branch's probe goes through the DC over TLS too)."""
+    dc = make_tier("dc", dc_kr, tier=dc_tier(), listeners=https_listeners(dc_proxy_leaf))
     branch = make_tier("branch", branch_kr,
-                       hosts=[upstream("dc", front.port, dc_kr.cert, type="https",
-                                       tls_name="node1.test")])
+                       hosts=[upstream("dc", dc.listener_port("https"), dc_kr.cert,
+                                       type="https", tls_name="node1.test")])
     r = get_small(branch, origins, origins.pki.root_cert).check()
     assert r.body == SMALL
     for attempt in (1, 2):  # the second with the branch's verdict for the site cached

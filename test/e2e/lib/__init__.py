@@ -12,4 +12,8 @@ Modules:
   http         raw-socket HTTP/1.1 and CONNECT helpers, and a curl wrapper
   intercept    TLS interception: keyrings (catenactl), tls config, s_client, TLS origins,
                certificate inspection, the admin endpoint
+  valorigins   certificate-validation origins and their OCSP responders
+  ocsp         the OCSP responder shim around `openssl ocsp`
+  squid        Squid as a foreign peer
+  netns        network namespaces for the transparent-mode tests (root only)
 """
