@@ -289,10 +289,91 @@ log = {{ event_file = "{self.dir}/event.log"; event_level = "notice"; }};
               "(user space; kernel socket and pipe buffers are not in RSS)")
 
 
+def keepalive_latency_us(proxy_port, origin_port, n=2000):
+    """Median and p99 time of a 1 KiB GET on one kept-alive connection (through a
+    proxy when proxy_port is set), in microseconds."""
+    port = proxy_port or origin_port
+    target = f"http://127.0.0.1:{origin_port}/1k" if proxy_port else "/1k"
+    req = (f"GET {target} HTTP/1.1\r\nHost: 127.0.0.1:{origin_port}\r\n\r\n").encode()
+    s = socket.create_connection(("127.0.0.1", port), timeout=10)
+    s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    times = []
+    try:
+        for _ in range(n):
+            t0 = time.perf_counter()
+            s.sendall(req)
+            buf = b""
+            while b"\r\n\r\n" not in buf:
+                chunk = s.recv(65536)
+                if not chunk:
+                    raise RuntimeError("connection closed")
+                buf += chunk
+            head, body = buf.split(b"\r\n\r\n", 1)
+            length = int(re.search(rb"(?i)content-length:\s*(\d+)", head).group(1))
+            while len(body) < length:
+                chunk = s.recv(65536)
+                if not chunk:
+                    raise RuntimeError("connection closed")
+                body += chunk
+            times.append((time.perf_counter() - t0) * 1e6)
+    finally:
+        s.close()
+    times.sort()
+    return times[len(times) // 2], times[int(len(times) * 0.99)]
+
+
+def chain_nodes(b):
+    """A data-center node and a branch forwarding through it (nothing intercepted:
+    the cost of the hop itself)."""
+    dc_port, br_port = free_port(), free_port()
+    common = f"""
+workers = 1;
+access = {{ connect_ports = [ {b.http_port}, {b.tls_port} ]; http_ports = [ {b.http_port} ]; }};
+resolver = {{ hosts_file = ""; servers = [ "127.0.0.1:9" ]; }};
+"""
+    for name, port, extra in (
+            ("dc", dc_port, 'tier = { downstream_networks = [ "127.0.0.0/8" ]; };'),
+            ("branch", br_port,
+             f'forwarding = {{ hosts = ( {{ name = "dc"; address = "127.0.0.1:{dc_port}"; }} );'
+             f' default = "dc"; }};')):
+        conf = os.path.join(b.dir, f"{name}.conf")
+        with open(conf, "w") as f:
+            f.write(common + f"""
+node = {{ name = "{name}"; }};
+listeners = ( {{ type = "http"; address = "127.0.0.1:{port}"; }} );
+log = {{ event_file = "{b.dir}/{name}.event.log"; event_level = "notice"; }};
+{extra}
+""")
+        b.start([os.path.join(b.build, "catena"), "-c", conf])
+        wait_port(port)
+    return dc_port, br_port
+
+
+def chain(b):
+    dc_port, br_port = chain_nodes(b)
+    lat = {}
+    for label, port in (("direct", None), ("one tier", dc_port), ("two tiers", br_port)):
+        runs = [keepalive_latency_us(port, b.http_port) for _ in range(b.runs)]
+        lat[label] = (statistics.median(r[0] for r in runs), statistics.median(r[1] for r in runs))
+    print(f"request latency through tiers (1 KiB GET, one kept-alive connection, 2000 requests, "
+          f"median of {b.runs} runs):")
+    for label, (med, p99) in lat.items():
+        print(f"  {label:10s} median {med:7.0f} us   p99 {p99:7.0f} us")
+    speeds = {}
+    for label, port in (("direct", None), ("one tier", dc_port), ("two tiers", br_port)):
+        extra = ["-p", "-x", f"http://127.0.0.1:{port}"] if port else []
+        speeds[label] = statistics.median(b.curl_speed(extra) for _ in range(b.runs))
+    print(f"CONNECT tunnel throughput through tiers (1 GiB, curl, median of {b.runs}):")
+    for label, s in speeds.items():
+        print(f"  {label:10s} {s:9.1f} MB/s   ({100 * s / speeds['direct']:.1f}% of direct)")
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--build", default="build")
     ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--only", choices=["tunnel", "http", "memory", "interception", "chain"],
+                    action="append", help="run only these sections (default: all)")
     args = ap.parse_args()
     work = tempfile.mkdtemp(prefix="catena-bench-")
     os.chmod(work, 0o755)  # nginx workers run as another user and read files here
@@ -302,10 +383,12 @@ def main():
         b.catena()
         print(f"catena bench ({time.strftime('%Y-%m-%d %H:%M')}, {os.cpu_count()} cores, "
               "loopback, catena workers = 1)")
-        b.tunnel_throughput()
-        b.http_rps()
-        b.idle_tunnel_memory()
-        b.interception()
+        sections = [("tunnel", b.tunnel_throughput), ("http", b.http_rps),
+                    ("memory", b.idle_tunnel_memory), ("interception", b.interception),
+                    ("chain", lambda: chain(b))]
+        for name, fn in sections:
+            if not args.only or name in args.only:
+                fn()
     finally:
         b.stop_all()
         shutil.rmtree(work, ignore_errors=True)
