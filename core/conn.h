@@ -128,7 +128,8 @@ struct conn_txn {
     char *query;             /* owned or NULL */
     char *user_agent;        /* owned or NULL */
     const char *action;      /* s-action: static string */
-    const char *exception;   /* x-exception-id: static string, or NULL */
+    const char *exception;   /* x-exception-id: static string or upstream_exception, or NULL */
+    char upstream_exception[48]; /* an upstream tier's exception id, relayed to the user */
     int status;              /* sc-status sent to the client */
     int version;             /* client's HTTP version, 10 or 11 */
     bool keep_alive;         /* client wants another request after this one */

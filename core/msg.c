@@ -313,6 +313,24 @@ msg_retry(struct conn *c)
     return MSG_STATE_CHANGED;
 }
 
+/* An exception page made by an upstream tier (its X-Catena-Exception id)
+ * counts as one in this tier's access log too. */
+static void
+msg_note_upstream_exception(struct conn *c, const struct http_head *h)
+{
+    const struct http_hdr *x = c->route != NULL ? http_find(h, "X-Catena-Exception") : NULL;
+    if (x == NULL || x->value.len == 0 || x->value.len >= sizeof(c->txn.upstream_exception))
+        return;
+    for (size_t i = 0; i < x->value.len; i++) {
+        char ch = x->value.p[i];
+        if (!((ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9') || ch == '_'))
+            return; /* ids are [a-z0-9_]: anything else is not ours to log */
+    }
+    memcpy(c->txn.upstream_exception, x->value.p, x->value.len);
+    c->txn.upstream_exception[x->value.len] = '\0';
+    c->txn.exception = c->txn.upstream_exception;
+}
+
 /*
  * Reads and parses the response head (skipping 1xx interim answers, which go
  * on to HTTP/1.1 clients). CAT_OK (maybe progressed), MSG_STATE_CHANGED
@@ -382,6 +400,7 @@ msg_response_head(struct conn *c, bool *progress)
                     return MSG_STATE_CHANGED;
                 }
                 c->txn.status = h.status;
+                msg_note_upstream_exception(c, &h);
                 c->srv_reusable = h.keep_alive && h.framing != HTTP_BODY_CLOSE;
                 msg_body_init(&c->resp_body, h.framing, h.content_length);
                 buf_consume(&c->srv.in, h.head_len);

@@ -306,6 +306,9 @@ def test_both_tunnel(make_tier, origins, branch_kr, dc_kr):
         assert SMALL not in r.body
     branch.wait_event(r"expired\.test: the upstream dc intercepts; intercepting here too",
                       since=mark)
+    # The page the DC made counts as an exception in the branch's access log too.
+    branch.wait_access(cs_host="expired.test", sc_status="503",
+                       x_exception_id="ssl_server_cert_expired")
     s = leaf_seen(branch, origins, branch_kr.root_cert, name="expired.test")
     assert intercept.issuer_cn(s.leaf) == BRANCH_INTER, s.describe()
     # The DC's certificate never goes through a tunnel to a client trusting the branch only.
