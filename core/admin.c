@@ -441,17 +441,11 @@ admin_st_body(struct conn *c, unsigned ev)
         buf_consume(&c->cli.in, n);
     }
     while (c->body.len < c->body.cap) {
-        ssize_t n = conn_side_read(&c->cli, &c->body);
-        if (n > 0) {
-            c->cli.bytes_in += n;
-            continue;
-        }
-        if (n == CAT_AGAIN) {
-            conn_side_want(c, &c->cli, EV_READ);
-            return CAT_AGAIN;
-        }
-        c->err = n == 0 ? CONN_ERR_CLI_EOF : CONN_ERR_CLI_RESET;
-        return CAT_ERR;
+        size_t before = c->body.len;
+        int rc = conn_cli_read_more(c, &c->body);
+        if (rc != CAT_OK)
+            return rc;
+        c->cli.bytes_in += (int64_t)(c->body.len - before);
     }
     conn_side_want(c, &c->cli, 0);
     ev_timer_stop(c->w->loop, &c->timer);

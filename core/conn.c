@@ -1107,19 +1107,27 @@ conn_st_request(struct conn *c, unsigned ev)
                                           "%s", h.err);
             }
         }
-        ssize_t n = conn_side_read(&c->cli, &c->cli.in);
-        if (n > 0)
-            continue;
-        if (n == CAT_AGAIN) {
-            conn_side_want(c, &c->cli, EV_READ);
-            return CAT_AGAIN;
-        }
         /* EOF or error before a whole head: nothing to answer. */
-        c->err = n == 0 ? CONN_ERR_CLI_EOF : CONN_ERR_CLI_RESET;
-        return CAT_ERR;
+        int rc = conn_cli_read_more(c, &c->cli.in);
+        if (rc != CAT_OK)
+            return rc;
     }
     conn_side_want(c, &c->cli, EV_READ);
     return CAT_AGAIN;
+}
+
+int
+conn_cli_read_more(struct conn *c, struct buf *b)
+{
+    ssize_t n = conn_side_read(&c->cli, b);
+    if (n > 0)
+        return CAT_OK;
+    if (n == CAT_AGAIN) {
+        conn_side_want(c, &c->cli, EV_READ);
+        return CAT_AGAIN;
+    }
+    c->err = n == 0 ? CONN_ERR_CLI_EOF : CONN_ERR_CLI_RESET;
+    return CAT_ERR;
 }
 
 /* What an origin connection is kept for: "host" and port, or "@upstream" for

@@ -279,6 +279,13 @@ conn_side_write(struct conn_side *s, const uint8_t *p, size_t n)
     return s->ssl != NULL ? tls_write(s->ssl, &s->tio, p, n) : relay_write(s->fd, p, n);
 }
 
+/**
+ * Reads more of what the client sends into b. CAT_OK: bytes arrived (b->len
+ * grew, cli.bytes_in not counted); CAT_AGAIN: none yet, a read is armed
+ * (return CAT_AGAIN); CAT_ERR: the client closed or failed (c->err set).
+ */
+int conn_cli_read_more(struct conn *c, struct buf *b) CAT_NONNULL(1, 2);
+
 /** Takes over an accepted fd (non-blocking) and starts the state machine. */
 void conn_accept(struct worker *w, int fd, const struct lsn *ln, const struct sockaddr *peer,
                  socklen_t peerlen, struct cfg *cfg, struct tls_conf *tls)

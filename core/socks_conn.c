@@ -270,15 +270,9 @@ socks_st_request(struct conn *c, unsigned ev)
             if (advanced)
                 continue;
         }
-        ssize_t n = conn_side_read(&c->cli, &c->cli.in);
-        if (n > 0)
-            continue;
-        if (n == CAT_AGAIN) {
-            conn_side_want(c, &c->cli, EV_READ);
-            return CAT_AGAIN;
-        }
-        c->err = n == 0 ? CONN_ERR_CLI_EOF : CONN_ERR_CLI_RESET;
-        return CAT_ERR;
+        rc = conn_cli_read_more(c, &c->cli.in);
+        if (rc != CAT_OK)
+            return rc;
     }
     conn_side_want(c, &c->cli, EV_READ);
     return CAT_AGAIN;
