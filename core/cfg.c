@@ -1343,6 +1343,17 @@ cfg_p_listeners(struct cfg_ctx *x, const struct cfg_key *k, const config_setting
     return CAT_OK;
 }
 
+/* A name of letters, digits, '.', '-' and '_' (keyrings, realms, upstreams, groups). */
+static bool
+cfg_good_name(const char *name)
+{
+    size_t n = name != NULL ? strlen(name) : 0;
+    bool ok = n > 0 && n <= 64;
+    for (size_t j = 0; ok && j < n; j++)
+        ok = cfg_word_char(name[j]);
+    return ok;
+}
+
 static int
 cfg_e_keyring(struct cfg_ctx *x, const struct cfg_key *k, const config_setting_t *e, unsigned i,
               void *out)
@@ -1353,11 +1364,7 @@ cfg_e_keyring(struct cfg_ctx *x, const struct cfg_key *k, const config_setting_t
     if (cfg_members(x, k, e, i, names, m) != CAT_OK)
         return CAT_ERR;
     const char *name = cfg_get_str(m[0]);
-    size_t n = name != NULL ? strlen(name) : 0;
-    bool ok = n > 0 && n <= 64;
-    for (size_t j = 0; ok && j < n; j++)
-        ok = cfg_word_char(name[j]);
-    if (!ok)
+    if (!cfg_good_name(name))
         return cfg_fail_elem(x, m[0], k, i, "name",
                              "must be 1..64 letters, digits, '.', '-' or '_'");
     kr->name = strdup(name);
@@ -1415,17 +1422,6 @@ cfg_e_realm(struct cfg_ctx *x, const struct cfg_key *k, const config_setting_t *
         return cfg_fail_elem(x, m[2], k, i, "users_file", "must be a file name");
     r->users_file = cfg_path(x, f);
     return r->users_file != NULL ? CAT_OK : cfg_oom(x, k->name);
-}
-
-/* A name of letters, digits, '.', '-' and '_' (realms, upstreams, groups). */
-static bool
-cfg_good_name(const char *name)
-{
-    size_t n = name != NULL ? strlen(name) : 0;
-    bool ok = n > 0 && n <= 64;
-    for (size_t j = 0; ok && j < n; j++)
-        ok = cfg_word_char(name[j]);
-    return ok;
 }
 
 /* { name = "dc1"; address = "10.0.0.1:3128"; type = "http"; ... } */
