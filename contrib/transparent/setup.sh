@@ -3,8 +3,8 @@
 # on a Linux gateway, with iptables (Debian's iptables-nft, or legacy). All rules live in
 # chains of their own (CATENA..., one jump from each built-in chain used), so teardown.sh
 # removes exactly what this adds; it runs teardown.sh first, so running it again gives the
-# same rules, never duplicates. REDIRECT (nat) is the default; TPROXY (mangle, with a mark
-# and policy routing) is optional because catena's listener cannot take it yet.
+# same rules, never duplicates. REDIRECT (nat) is the default; TPROXY (-t: mangle, with a
+# mark and policy routing; no NAT, the listener needs tproxy = true) is optional.
 set -euo pipefail
 
 prog=${0##*/}
@@ -16,7 +16,8 @@ local_too=0
 tproxy=0
 mark=0x1
 table=100
-on_ip=
+on_ip4=
+on_ip6=
 v6=0
 dry=0
 
@@ -44,7 +45,8 @@ Options:
   -m MARK   TPROXY packet mark (default: $mark)
   -r TABLE  TPROXY routing table (default: $table)
   -a ADDR   TPROXY: the address catena listens on (--on-ip; default: the
-            address of the interface the packet came in on)
+            address of the interface the packet came in on). Once per family:
+            -a 10.0.0.1 -a fd00::1 (an IPv6 one needs -6)
   -6        IPv6 too (ip6tables; catena then needs an IPv6 transparent listener,
             e.g. "[::]:3129")
   -c CHAIN  chain name prefix (default: $chain)
@@ -82,7 +84,15 @@ while getopts "p:lu:tm:r:a:6c:nh" opt; do
     t) tproxy=1 ;;
     m) mark=$OPTARG ;;
     r) table=$OPTARG ;;
-    a) on_ip=$OPTARG ;;
+    a)
+        if [[ $OPTARG == *:* ]]; then
+            [ -z "$on_ip6" ] || die "-a $OPTARG: an IPv6 -a was given already"
+            on_ip6=$OPTARG
+        else
+            [ -z "$on_ip4" ] || die "-a $OPTARG: an IPv4 -a was given already"
+            on_ip4=$OPTARG
+        fi
+        ;;
     6) v6=1 ;;
     c) chain=$OPTARG ;;
     n) dry=1 ;;
@@ -110,7 +120,8 @@ valid_table "$table" ||
 mark=$(printf '0x%x' "$((mark))")
 [ "$tproxy" = 0 ] || [ "$local_too" = 0 ] ||
     die "-l with -t: local traffic cannot be sent to a TPROXY listener by this script"
-[ -z "$on_ip" ] || [ "$tproxy" = 1 ] || die "-a is for TPROXY (-t) only"
+[ -z "$on_ip4$on_ip6" ] || [ "$tproxy" = 1 ] || die "-a is for TPROXY (-t) only"
+[ -z "$on_ip6" ] || [ "$v6" = 1 ] || die "-a $on_ip6: an IPv6 address needs -6"
 if [ "$dry" = 0 ] && [ "$(id -u)" != 0 ]; then
     die "must be run as root (iptables and ip rule need CAP_NET_ADMIN); -n prints the commands"
 fi
@@ -130,8 +141,11 @@ uid=
 if [ "$local_too" = 1 ]; then
     uid=$(id -u "$user" 2>/dev/null) || die "-u $user: no such user (the user catena runs as)"
 fi
-if [ -n "$on_ip" ]; then
-    [[ $on_ip =~ ^[0-9.]+$|^[0-9A-Fa-f:]+$ ]] || die "-a $on_ip: not an IP address"
+if [ -n "$on_ip4" ]; then
+    [[ $on_ip4 =~ ^[0-9]{1,3}(\.[0-9]{1,3}){3}$ ]] || die "-a $on_ip4: not an IP address"
+fi
+if [ -n "$on_ip6" ]; then
+    [[ $on_ip6 =~ ^[0-9A-Fa-f:.]+$ ]] || die "-a $on_ip6: not an IP address"
 fi
 
 run() {
@@ -186,13 +200,12 @@ for ipt in "${families[@]}"; do
         # Packets of connections catena already holds go straight to its socket.
         run "${I[@]}" -t mangle -A "$chain" -p tcp -m socket --transparent -j "${chain}_DIVERT"
         run "${I[@]}" -t mangle -A "$chain" -m addrtype --dst-type LOCAL -j RETURN
+        # Each family's table takes the -a of that family, if any.
         on=()
-        if [ -n "$on_ip" ]; then
-            # An address of the other family has no meaning for this table.
-            if { [ "$fam" = -4 ] && [[ $on_ip != *:* ]]; } ||
-                { [ "$fam" = -6 ] && [[ $on_ip == *:* ]]; }; then
-                on=(--on-ip "$on_ip")
-            fi
+        if [ "$fam" = -4 ] && [ -n "$on_ip4" ]; then
+            on=(--on-ip "$on_ip4")
+        elif [ "$fam" = -6 ] && [ -n "$on_ip6" ]; then
+            on=(--on-ip "$on_ip6")
         fi
         for p in "${ports[@]}"; do
             run "${I[@]}" -t mangle -A "$chain" -p tcp --dport "$p" \

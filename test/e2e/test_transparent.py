@@ -1,6 +1,7 @@
 """Transparent mode end to end, in network namespaces made by the test (lib/netns.py).
 
-Topology (one per module; every namespace, link and rule is deleted at the end):
+Topology (the same shape for each of the module's gateways, REDIRECT and TPROXY, each in
+namespaces of its own; every namespace, link and rule is deleted at the end):
 
     cli 10.254.0.2 --lan0-- 10.254.0.1 gw 10.254.2.1 --wan0-- 10.254.2.2 org
         fd00:254::2         fd00:254::1   fd00:254:2::1        fd00:254:2::2
@@ -17,6 +18,14 @@ Topology (one per module; every namespace, link and rule is deleted at the end):
          [fd00:254:1::10]:443  openssl s_server, leaf origin.test
   cli  the client (curl, openssl s_client, python sockets) with its default route via gw;
        it asks catena nothing: it connects to the origins' addresses and is redirected.
+
+The TPROXY gateways (fixtures tp_topo, tp_ct_topo; tests test_tproxy_*): the rules are
+contrib/transparent/setup.sh -t -6 -p 3130 -a 10.254.0.1 -a fd00:254::1 lan0 (mangle
+TPROXY with mark 0x1, policy routing table 100, no NAT), catena's listeners 0.0.0.0:3130
+and [::]:3130 with tproxy = true. tp_topo's gateway tracks no connections; tp_ct_topo's
+also has a stateful firewall's conntrack rule (INPUT, ctstate INVALID), as any gateway
+with NAT or connection tracking. Skipped, with the reason, where the kernel has no TPROXY
+(xt_TPROXY, xt_socket) or transparent sockets; the IPv6 tests where IPv6 TPROXY is missing.
 
 catena's resolver in gw points at 127.0.0.1:9 with no hosts file: these flows need no DNS
 (the destinations are addresses), and nothing leaves the namespaces. Revocation checks are
@@ -39,6 +48,7 @@ from lib import http, intercept, logs, netns, util
 
 SCRIPTS = util.REPO_ROOT / "contrib" / "transparent"
 TP_PORT = 3129
+TPROXY_PORT = 3130
 CLI, GW_LAN, GW_WAN, ORG = "10.254.0.2", "10.254.0.1", "10.254.2.1", "10.254.2.2"
 CLI6, GW6_LAN, GW6_WAN, ORG6 = "fd00:254::2", "fd00:254::1", "fd00:254:2::1", "fd00:254:2::2"
 VALID, EXPIRED, TRUSTED, UNTRUSTED, BANNER = ("10.254.1.10", "10.254.1.11", "10.254.1.12",
@@ -133,10 +143,15 @@ print(json.dumps(out))
 # --- the topology ----------------------------------------------------------------------
 
 class Topology:
-    """The module's namespaces (gw, cli, org), origins and files."""
+    """The module's namespaces (gw, cli, org), origins and files. tproxy: the gateway's
+    rules are setup.sh -t's (TPROXY) and catena's listeners have tproxy = true; stateful:
+    the gateway also runs a conntrack rule (as any stateful firewall or NAT does)."""
 
-    def __init__(self, d, lab, pki):
+    def __init__(self, d, lab, pki, tproxy=False, stateful=False):
         self.dir, self.lab, self.pki = Path(d), lab, pki
+        self.tproxy, self.stateful = tproxy, stateful
+        self.port = TPROXY_PORT if tproxy else TP_PORT
+        self.v6_why = None  # why IPv6 cannot be used in this topology, or None
         self.gw = lab.netns("gw")
         self.cli = lab.netns("cli")
         self.org = lab.netns("org")
@@ -148,28 +163,47 @@ class Topology:
 
     def build(self):
         lab, gw, cli, org = self.lab, self.gw, self.cli, self.org
+        if self.tproxy:
+            why = gw.tproxy_unavailable()
+            if why:
+                pytest.skip("TPROXY is not available on this kernel: %s" % why)
+            self.v6_why = gw.tproxy_unavailable(v6=True)
+        v6 = self.v6_why is None
         lab.veth(gw, "lan0", GW_LAN + "/24", cli, "eth0", CLI + "/24")
         lab.veth(gw, "wan0", GW_WAN + "/24", org, "eth0", ORG + "/24")
-        gw.ip("-6", "addr", "add", GW6_LAN + "/64", "dev", "lan0", "nodad")
-        cli.ip("-6", "addr", "add", CLI6 + "/64", "dev", "eth0", "nodad")
-        gw.ip("-6", "addr", "add", GW6_WAN + "/64", "dev", "wan0", "nodad")
-        org.ip("-6", "addr", "add", ORG6 + "/64", "dev", "eth0", "nodad")
         cli.ip("route", "add", "default", "via", GW_LAN)
-        cli.ip("-6", "route", "add", "default", "via", GW6_LAN)
         org.ip("route", "add", "default", "via", GW_WAN)
-        org.ip("-6", "route", "add", "default", "via", GW6_WAN)
         gw.ip("route", "add", "10.254.1.0/24", "via", ORG)
-        gw.ip("-6", "route", "add", "fd00:254:1::/64", "via", ORG6)
+        if v6:
+            gw.ip("-6", "addr", "add", GW6_LAN + "/64", "dev", "lan0", "nodad")
+            cli.ip("-6", "addr", "add", CLI6 + "/64", "dev", "eth0", "nodad")
+            gw.ip("-6", "addr", "add", GW6_WAN + "/64", "dev", "wan0", "nodad")
+            org.ip("-6", "addr", "add", ORG6 + "/64", "dev", "eth0", "nodad")
+            cli.ip("-6", "route", "add", "default", "via", GW6_LAN)
+            org.ip("-6", "route", "add", "default", "via", GW6_WAN)
+            gw.ip("-6", "route", "add", "fd00:254:1::/64", "via", ORG6)
         self.origin_dev = org.add_addresses(["%s/32" % a for a in
                                              (VALID, EXPIRED, TRUSTED, UNTRUSTED, BANNER)] +
-                                            [VALID6 + "/128"])
-        self._start_origins()
-        r = gw.run([SCRIPTS / "setup.sh", "-6", "-p", str(TP_PORT), "lan0"], check=False)
+                                            ([VALID6 + "/128"] if v6 else []))
+        self._start_origins(v6)
+        argv = [SCRIPTS / "setup.sh", "-p", str(self.port)]
+        if v6:
+            argv.append("-6")
+        if self.tproxy:
+            # --on-ip: the gateway's LAN addresses (catena's wildcard listeners have them
+            # too, and so do the listeners bound to them in the direct-connection test).
+            argv += ["-t", "-a", GW_LAN] + (["-a", GW6_LAN] if v6 else [])
+        r = gw.run(argv + ["lan0"], check=False)
         assert r.returncode == 0, "setup.sh failed in %s:\n%s%s" % (gw.name, r.stdout,
                                                                     r.stderr)
+        if self.stateful:
+            # A stateful firewall's rule: from here on the gateway tracks connections.
+            for fam in ([False, True] if v6 else [False]):
+                gw.iptables("-A", "INPUT", "-m", "conntrack", "--ctstate", "INVALID",
+                            "-j", "DROP", v6=fam)
         return self
 
-    def _start_origins(self):
+    def _start_origins(self, v6=True):
         org, pki, d = self.org, self.pki, self.dir / "origins"
         echo_py = Path(__file__).resolve().parent / "lib" / "echo_server.py"
         for name, addr in (("origin.test", VALID), ("expired.test", EXPIRED)):
@@ -182,6 +216,8 @@ class Topology:
             p = org.start("echo-" + name, [sys.executable, self.echo_script, addr, "443"] +
                           extra, d)
             self._wait_origin(addr, p)
+        if not v6:
+            return
         leaf = pki.leaf("origin.test")
         p = org.start("s_server6", ["openssl", "s_server", "-accept", "[%s]:443" % VALID6,
                                     "-cert", leaf.cert, "-key", leaf.key, "-cert_chain",
@@ -252,23 +288,44 @@ class Topology:
                                  r.stderr.decode("utf-8", "replace"))
 
 
-@pytest.fixture(scope="module")
-def topo(session_dir, pki):
+def _topology(session_dir, pki, sub, **kw):
+    """Builds a Topology in its own Lab (a generator for the fixtures: yields it, then
+    deletes everything)."""
     why = netns.unavailable()
     if why:
         pytest.skip("transparent-mode tests need network namespaces: %s" % why)
     for prog in ("curl", "openssl"):
         if netns.tool(prog) is None:
             pytest.skip("%s not found" % prog)
-    d = session_dir / "transparent"
+    d = session_dir / sub
     d.mkdir(parents=True, exist_ok=True)
     lab = netns.Lab()
     try:
-        t = Topology(d, lab, pki).build()
+        t = Topology(d, lab, pki, **kw).build()
         yield t
     finally:
         left = lab.destroy()
         assert not left, "network namespaces left behind: %s" % left
+
+
+@pytest.fixture(scope="module")
+def topo(session_dir, pki):
+    """REDIRECT (nat) in gw; catena's listeners on 3129."""
+    yield from _topology(session_dir, pki, "transparent")
+
+
+@pytest.fixture(scope="module")
+def tp_topo(session_dir, pki):
+    """TPROXY (mangle, mark, policy routing) in gw; catena's listeners on 3130 with
+    tproxy = true. gw tracks no connections (no nat table, no conntrack rule)."""
+    yield from _topology(session_dir, pki, "tproxy", tproxy=True)
+
+
+@pytest.fixture(scope="module")
+def tp_ct_topo(session_dir, pki):
+    """tp_topo's setup in a gateway that also tracks connections (a conntrack rule of a
+    stateful firewall in INPUT)."""
+    yield from _topology(session_dir, pki, "tproxy-ct", tproxy=True, stateful=True)
 
 
 @pytest.fixture
@@ -288,10 +345,10 @@ class GwCatena(catena_mod.Catena):
     """A catena node run inside the gw namespace (`ip netns exec`), its transparent
     listener on a fixed port (the namespace is the test's own: nothing else binds there)."""
 
-    def __init__(self, ns, binary, node_dir, name, cfg):
+    def __init__(self, ns, binary, node_dir, name, cfg, port=TP_PORT):
         super().__init__(binary, node_dir, name, cfg)
         self.ns = ns
-        self.port = TP_PORT
+        self.port = port
 
     def start(self, timeout=10.0, tries=1):
         self.write_config()
@@ -301,11 +358,11 @@ class GwCatena(catena_mod.Catena):
         def ready():
             if not self.proc.alive():
                 return True
-            return self.ns.listening(TP_PORT, self.proc) and \
+            return self.ns.listening(self.port, self.proc) and \
                 started.search(util.read_text(self.event_path))
         try:
             util.wait_until(ready, timeout, "catena in %s to listen on %d" % (self.ns.name,
-                                                                             TP_PORT))
+                                                                             self.port))
         except util.WaitTimeout:
             self.proc.stop(timeout=5)
             self.start_failed = True
@@ -319,22 +376,28 @@ class GwCatena(catena_mod.Catena):
         return self
 
 
-def gw_config(name, node_dir, **overrides):
-    cfg = catena_mod.base_config(name, TP_PORT, "127.0.0.1:9", node_dir, [443], [80],
+def gw_config(name, node_dir, port=TP_PORT, tproxy=False, **overrides):
+    cfg = catena_mod.base_config(name, port, "127.0.0.1:9", node_dir, [443], [80],
                                  client_networks=CLIENT_NETS)
-    cfg["listeners"] = ({"type": "transparent", "address": "0.0.0.0:%d" % TP_PORT},
-                        {"type": "transparent", "address": "[::]:%d" % TP_PORT})
+    cfg["listeners"] = tuple(transparent_listener(a, port, tproxy)
+                             for a in ("0.0.0.0", "[::]"))
     cfg["validation"] = {"revocation": "off", "probe_timeout": "3s"}
     if os.environ.get("CATENA_E2E_DEBUG") == "1":
         cfg["log"]["event_level"] = "debug"
     return catena_mod.apply_overrides(cfg, overrides)
 
 
-@pytest.fixture
-def make_gw(topo, test_dir):
-    """make_gw(name=None, ns=None, **overrides) -> GwCatena started in gw (or ns);
-    overrides as for make_catena (tls={...}, validation={...}, bundle={...},
-    connect_ports=..., listeners=...)."""
+def transparent_listener(address, port, tproxy=False):
+    """A transparent listener's entry: address "0.0.0.0", "[::]", "10.254.0.1"..."""
+    lsn = {"type": "transparent", "address": "%s:%d" % (address, port)}
+    if tproxy:
+        lsn["tproxy"] = True
+    return lsn
+
+
+def _gw_nodes(topo, test_dir):
+    """The body of make_gw / make_tp: yields the factory, then stops the nodes and fails
+    on their findings."""
     util.require_binary(util.catena_bin(), "catena")
     nodes = []
 
@@ -343,7 +406,8 @@ def make_gw(topo, test_dir):
         node_dir = test_dir / name
         node_dir.mkdir(parents=True, exist_ok=True)
         node = GwCatena(ns or topo.gw, util.catena_bin(), node_dir, name,
-                        gw_config(name, node_dir, **overrides))
+                        gw_config(name, node_dir, port=topo.port, tproxy=topo.tproxy,
+                                  **overrides), port=topo.port)
         nodes.append(node)
         return node.start()
 
@@ -353,6 +417,27 @@ def make_gw(topo, test_dir):
         found += n.teardown()
     if found:
         pytest.fail("\n\n".join(found), pytrace=False)
+
+
+@pytest.fixture
+def make_gw(topo, test_dir):
+    """make_gw(name=None, ns=None, **overrides) -> GwCatena started in gw (or ns);
+    overrides as for make_catena (tls={...}, validation={...}, bundle={...},
+    connect_ports=..., listeners=...)."""
+    yield from _gw_nodes(topo, test_dir)
+
+
+@pytest.fixture
+def make_tp(tp_topo, test_dir):
+    """make_gw for tp_topo: catena in its gw, TPROXY listeners 0.0.0.0:3130 and
+    [::]:3130 (tproxy = true)."""
+    yield from _gw_nodes(tp_topo, test_dir)
+
+
+@pytest.fixture
+def make_tp_ct(tp_ct_topo, test_dir):
+    """make_tp for tp_ct_topo (the gateway that tracks connections)."""
+    yield from _gw_nodes(tp_ct_topo, test_dir)
 
 
 def tls_default(keyring, pki):
@@ -649,6 +734,215 @@ def test_ipv6_redirect_tunneled(make_gw, topo):
     assert rec["cs-uri-port"] == "443" and rec["c-ip"] == CLI6, rec["_line"]
 
 
+# --- TPROXY (setup.sh -t; listeners with tproxy = true) ------------------------------------
+#
+# The same flows as above through a gateway whose rules are setup.sh -t's: packets of the
+# LAN's port 443 are marked and handed to catena's IP_TRANSPARENT socket unchanged (no NAT),
+# so the accepted socket's local address is the original destination.
+
+# catena's fault when the gateway tracks connections (any NAT or stateful firewall rule):
+def _need_v6(topo):
+    if topo.v6_why:
+        pytest.skip("IPv6 TPROXY unavailable here: %s" % topo.v6_why)
+
+
+def test_tproxy_rules_in_place(tp_topo):
+    """The TPROXY module's rules come from setup.sh -t: mangle (TPROXY to 3130 on the LAN
+    addresses given with -a, the socket match), the mark's policy routing, no nat rule."""
+    gw = tp_topo.gw
+    rules = gw.iptables_rules("mangle")
+    for want in ("-A PREROUTING -i lan0 -p tcp -j CATENA",
+                 "-A CATENA -p tcp -m socket --transparent -j CATENA_DIVERT",
+                 "-A CATENA -p tcp -m tcp --dport 443 -j TPROXY --on-port %d --on-ip %s "
+                 "--tproxy-mark 0x1/0x1" % (TPROXY_PORT, GW_LAN)):
+        assert want in rules, "%r not in:\n%s" % (want, "\n".join(rules))
+    assert not [l for l in gw.iptables_rules("nat") if "CATENA" in l], \
+        gw.iptables_rules("nat")
+    assert re.search(r"fwmark 0x1/0x1 lookup 100\b", gw.ip("-4", "rule", "show").stdout)
+    assert re.search(r"^local default dev lo", gw.ip("-4", "route", "show", "table", "100")
+                     .stdout, re.M)
+    if tp_topo.v6_why is None:
+        rules6 = gw.iptables_rules("mangle", v6=True)
+        want = "-A CATENA -p tcp -m tcp --dport 443 -j TPROXY --on-port %d --on-ip %s " \
+            "--tproxy-mark 0x1/0x1" % (TPROXY_PORT, GW6_LAN)
+        assert want in rules6, "%r not in:\n%s" % (want, "\n".join(rules6))
+        assert re.search(r"fwmark 0x1/0x1 lookup 100\b", gw.ip("-6", "rule", "show").stdout)
+
+
+@pytest.mark.parametrize("mode", ["plain", "default"])
+def test_tproxy_valid_origin_tunneled(make_tp, tp_topo, keyring, mode):
+    """A client's connection to 10.254.1.10:443 reaches catena's TPROXY listener unchanged
+    and is tunneled to the original destination: the client sees the origin's own
+    certificate and content; the access log has TCP_TUNNELED to 10.254.1.10:443."""
+    topo = tp_topo
+    over = {} if mode == "plain" else {"tls": tls_default(keyring, topo.pki)}
+    node = make_tp(**over)
+    origin = topo.pki.leaf("origin.test")
+    s = topo.s_client(VALID, 443, "origin.test", topo.pki.root_cert)
+    assert s.rc == 0 and s.verify_code == 0, "%s\n--- event log:\n%s" % (
+        s.describe(), node.event_text()[-3000:])
+    assert intercept.der(s.leaf) == origin.der(), "not the origin's certificate:\n" + \
+        s.describe()
+    r = topo.curl("https://origin.test/hello", resolve="origin.test:443:" + VALID,
+                  cacert=topo.pki.root_cert).check()
+    assert r.status == 200 and _small_json(r)["target"] == "/hello", r
+    _tunnel_record(node, VALID)
+    assert not node.access_log().find(s_action="TCP_INTERCEPTED"), node.access_log_lines()
+    assert DIRECT not in node.event_text(), node.event_text()[-3000:]
+
+
+def test_tproxy_valid_origin_intercepted(make_tp, tp_topo, keyring):
+    """tls.intercept "all" on the TPROXY listener: catena's chain for the ClientHello's
+    name; the content comes from the original destination (catena's resolver answers
+    nothing here); TCP_INTERCEPTED with the original destination."""
+    topo = tp_topo
+    node = make_tp(tls=tls_intercept(keyring, topo.pki))
+    s = topo.s_client(VALID, 443, "origin.test", keyring.root_cert)
+    assert s.rc == 0 and s.verify_code == 0, "%s\n--- event log:\n%s" % (
+        s.describe(), node.event_text()[-3000:])
+    assert intercept.issuer_cn(s.leaf) == intercept.INTER_CN, s.describe()
+    assert intercept.subject_cn(s.leaf) == "origin.test", s.describe()
+    assert intercept.der(s.certs[1]) == keyring.inter_der(), s.describe()
+    r = topo.curl("https://origin.test/hello", resolve="origin.test:443:" + VALID,
+                  cacert=keyring.root_cert, verbose=True)
+    assert re.search(r"issuer: CN=%s" % re.escape(intercept.INTER_CN), r.stderr), \
+        r.stderr[-3000:]
+    assert r.rc == 0 and r.status == 200, "%r %r" % (r, r.body[:600])
+    assert _small_json(r)["target"] == "/hello", r.body
+    rec = node.wait_access(cs_uri_scheme="https", cs_uri_path="/hello")
+    assert rec["cs-host"] == "origin.test" and rec["sc-status"] == "200", rec["_line"]
+    assert rec["s-supplier-ip"] == VALID and rec["c-ip"] == CLI, rec["_line"]
+    _tunnel_record(node, VALID, s_action="TCP_INTERCEPTED")
+
+
+@pytest.mark.parametrize("mode", ["default", "intercept"])
+def test_tproxy_expired_origin_exception_page(make_tp, tp_topo, keyring, mode):
+    """An expired origin certificate behind TPROXY: the exception page, over catena's
+    certificate for the ClientHello's name; the origin's certificate never reaches the
+    client."""
+    topo = tp_topo
+    tls = tls_default(keyring, topo.pki) if mode == "default" else \
+        tls_intercept(keyring, topo.pki)
+    node = make_tp(tls=tls)
+    r = topo.curl("https://expired.test/small.txt", resolve="expired.test:443:" + EXPIRED,
+                  cacert=keyring.root_cert)
+    http.assert_exception_page(r, 503, "ssl_server_cert_expired")
+    e = node.wait_event(r"certificate of expired\.test refused: expired "
+                        r"\(ssl_server_cert_expired\)")
+    assert "target=%s:443" % EXPIRED in e.msg, e.raw
+    rec = node.wait_access(cs_uri_scheme="https", cs_host="expired.test")
+    assert rec["x-exception-id"] == "ssl_server_cert_expired", rec["_line"]
+    assert rec["s-supplier-ip"] == EXPIRED, rec["_line"]
+    s = topo.s_client(EXPIRED, 443, "expired.test", keyring.root_cert)
+    assert s.leaf and intercept.der(s.leaf) != topo.pki.leaf("expired.test").der(), \
+        s.describe()
+    assert intercept.issuer_cn(s.leaf) == intercept.INTER_CN, s.describe()
+
+
+@pytest.mark.parametrize("family,bind", [
+    ("v4", "address"),
+    ("v4", "wildcard"),
+    ("v6", "address"),
+    ("v6", "wildcard"),
+])
+def test_tproxy_direct_connection_refused(make_tp, tp_topo, family, bind):
+    """A client connecting to the TPROXY listener's own address (the gateway's LAN address
+    and port 3130, not diverted) is refused with the event-log line, and catena does not
+    connect to itself (connect_ports lets 3130 through, so only the direct check stops a
+    loop; max_connections bounds one). address: the listener bound to the LAN address;
+    wildcard: to 0.0.0.0 / [::] (the documented example)."""
+    topo = tp_topo
+    if family == "v6":
+        _need_v6(topo)
+    gw_ip, cli_ip = (GW_LAN, CLI) if family == "v4" else (GW6_LAN, CLI6)
+    addrs = {"v4": {"address": GW_LAN, "wildcard": "0.0.0.0"},
+             "v6": {"address": "[%s]" % GW6_LAN, "wildcard": "[::]"}}
+    other = "v6" if family == "v4" else "v4"
+    listeners = (transparent_listener(addrs[family][bind], TPROXY_PORT, True),
+                 transparent_listener(addrs[other]["wildcard"], TPROXY_PORT, True))
+    node = make_tp(listeners=listeners, connect_ports=[443, TPROXY_PORT],
+                   limits={"max_connections": 50})
+    mark = node.event_mark()
+    out = topo.tcp(gw_ip, TPROXY_PORT, send=b"GET / HTTP/1.1\r\nHost: x\r\n\r\n", timeout=5)
+    assert out["connected"] and out["data"] == b"", out
+    assert out["eof"] or out["reset"], out
+    assert "over max_connections" not in node.event_text(), \
+        "catena connected to itself:\n" + node.event_text()[-3000:]
+    assert not node.access_log().find(cs_host=gw_ip), node.access_log_lines()[-20:]
+    e = node.wait_event(re.escape(DIRECT), since=mark, timeout=5)
+    assert "cli=%s" % cli_ip in e.msg, e.raw
+    # Diverted connections still work on the same listeners.
+    if family == "v4":
+        r = topo.curl("https://origin.test/hello", resolve="origin.test:443:" + VALID,
+                      cacert=topo.pki.root_cert).check()
+        assert r.status == 200, r
+    else:
+        topo.s_client(VALID6, 443, "origin.test", topo.pki.root_cert).check()
+
+
+def test_tproxy_ipv6_tunneled(make_tp, tp_topo):
+    """IPv6: ip6tables TPROXY to the [::]:3130 listener (IPV6_TRANSPARENT); the local
+    address of the accepted socket is the original destination."""
+    topo = tp_topo
+    _need_v6(topo)
+    node = make_tp()
+    s = topo.s_client(VALID6, 443, "origin.test", topo.pki.root_cert)
+    assert s.rc == 0 and s.verify_code == 0, "%s\n--- event log:\n%s" % (
+        s.describe(), node.event_text()[-3000:])
+    assert intercept.der(s.leaf) == topo.pki.leaf("origin.test").der(), s.describe()
+    rec = node.wait_access(s_action="TCP_TUNNELED", cs_host=VALID6)
+    assert rec["cs-uri-port"] == "443" and rec["c-ip"] == CLI6, rec["_line"]
+    assert rec["s-supplier-ip"] == VALID6, rec["_line"]
+
+
+def test_tproxy_ipv6_intercepted(make_tp, tp_topo, keyring):
+    """IPv6 TPROXY with interception: catena's chain, the page fetched from the original
+    destination (openssl s_server -www answers a GET with its status page)."""
+    topo = tp_topo
+    _need_v6(topo)
+    node = make_tp(tls=tls_intercept(keyring, topo.pki))
+    r = topo.curl("https://origin.test/", resolve="origin.test:443:[%s]" % VALID6,
+                  cacert=keyring.root_cert, verbose=True)
+    assert re.search(r"issuer: CN=%s" % re.escape(intercept.INTER_CN), r.stderr), \
+        r.stderr[-3000:] + node.event_text()[-3000:]
+    assert r.rc == 0 and r.status == 200, "%r %r" % (r, r.body[:600])
+    assert b"s_server" in r.body or b"Ciphers" in r.body, r.body[:600]
+    rec = node.wait_access(cs_uri_scheme="https", cs_host="origin.test")
+    assert rec["s-supplier-ip"] == VALID6 and rec["c-ip"] == CLI6, rec["_line"]
+    node.wait_access(s_action="TCP_INTERCEPTED", cs_host=VALID6)
+
+
+def test_tproxy_direct_connection_refused_on_stateful_gateway(make_tp_ct, tp_ct_topo):
+    """The wildcard listener reached directly on a gateway that tracks connections: refused
+    (conntrack knows the connection was not redirected), no loop."""
+    topo = tp_ct_topo
+    node = make_tp_ct(connect_ports=[443, TPROXY_PORT], limits={"max_connections": 50})
+    out = topo.tcp(GW_LAN, TPROXY_PORT, send=b"hello\n", timeout=5)
+    assert out["connected"] and out["data"] == b"", out
+    assert out["eof"] or out["reset"], out
+    e = node.wait_event(re.escape(DIRECT))
+    assert "cli=%s" % CLI in e.msg, e.raw
+    assert "over max_connections" not in node.event_text(), node.event_text()[-3000:]
+
+
+@pytest.mark.parametrize("family", ["v4", "v6"])
+def test_tproxy_tunneled_on_stateful_gateway(make_tp_ct, tp_ct_topo, family):
+    """TPROXY on a gateway that tracks connections (a stateful firewall's conntrack rule in
+    INPUT; NAT anywhere on the gateway does the same): a connection to the origin is still
+    tunneled to it."""
+    topo = tp_ct_topo
+    if family == "v6":
+        _need_v6(topo)
+    node = make_tp_ct()
+    dst = VALID if family == "v4" else VALID6
+    s = topo.s_client(dst, 443, "origin.test", topo.pki.root_cert, timeout=20)
+    assert s.rc == 0 and s.verify_code == 0, "%s\n--- event log:\n%s" % (
+        s.describe(), node.event_text()[-3000:])
+    assert intercept.der(s.leaf) == topo.pki.leaf("origin.test").der(), s.describe()
+    node.wait_access(s_action="TCP_TUNNELED", cs_host=dst)
+    assert DIRECT not in node.event_text(), node.event_text()[-3000:]
+
+
 # --- contrib/transparent/setup.sh and teardown.sh ---------------------------------------
 
 @pytest.fixture
@@ -744,6 +1038,15 @@ def test_setup_teardown_tproxy(script_ns):
     after1 = _state(ns)
     assert _script(ns, "setup.sh", "-t", "-6", "-m", "0x4", "lan0").returncode == 0
     assert _state(ns) == after1
+    # -a: --on-ip, once per family; each family's table gets its own.
+    r = _script(ns, "setup.sh", "-t", "-6", "-m", "0x4", "-a", "10.254.9.1", "-a",
+                "fd00:254:9::1", "lan0")
+    assert r.returncode == 0, r.stdout + r.stderr
+    for v6, ip in ((False, "10.254.9.1"), (True, "fd00:254:9::1")):
+        want = "-A CATENA -p tcp -m tcp --dport 443 -j TPROXY --on-port 3129 --on-ip %s " \
+            "--tproxy-mark 0x4/0x4" % ip
+        rules = ns.iptables_rules("mangle", v6=v6)
+        assert want in rules, "%r not in:\n%s" % (want, "\n".join(rules))
     r = _script(ns, "teardown.sh", "-m", "0x4")
     assert r.returncode == 0, r.stdout + r.stderr
     assert _state(ns) == before
@@ -764,6 +1067,12 @@ def test_setup_refusals(script_ns, test_dir):
     assert r.returncode == 1 and "no such user" in r.stderr, r.stderr
     r = _script(ns, "setup.sh", "-t", "-l", "lan0")
     assert r.returncode == 1, r.stderr
+    for args, err in ((["-a", "10.254.9.1"], "-a is for TPROXY (-t) only"),
+                      (["-t", "-a", "fd00::1"], "an IPv6 address needs -6"),
+                      (["-t", "-a", "10.0.0.1", "-a", "10.0.0.2"], "given already"),
+                      (["-t", "-a", "10.0.0"], "not an IP address")):
+        r = _script(ns, "setup.sh", *(args + ["lan0"]))
+        assert r.returncode == 1 and err in r.stderr, (args, r.stderr)
     if netns.tool("setpriv"):
         for name in ("setup.sh", "teardown.sh"):
             r = ns.run(["setpriv", "--reuid", "65534", "--regid", "65534", "--clear-groups",

@@ -29,6 +29,7 @@ import secrets
 import shutil
 import signal
 import subprocess
+import sys
 import time
 
 from . import util
@@ -178,6 +179,43 @@ class Netns:
     def iptables_rules(self, table, v6=False):
         """`iptables -t TABLE -S` inside the namespace, as a list of lines."""
         return self.iptables("-t", table, "-S", v6=v6).stdout.splitlines()
+
+    def tproxy_unavailable(self, v6=False):
+        """None when TPROXY can be used in this namespace for the family (the mangle table,
+        the TPROXY target and the socket match accept a rule, a socket takes
+        IP_TRANSPARENT / IPV6_TRANSPARENT); else the reason. Leaves nothing behind."""
+        fam = "IPv6" if v6 else "IPv4"
+        if v6 and not os.path.isdir("/proc/sys/net/ipv6"):
+            return "the kernel has no IPv6 (/proc/sys/net/ipv6 missing)"
+        if v6 and tool("ip6tables") is None:
+            return "ip6tables not found (Debian: apt-get install iptables)"
+        chain = "CTE2E_TPROXY_PROBE"
+        why = None
+        r = self.iptables("-t", "mangle", "-N", chain, v6=v6, check=False)
+        if r.returncode != 0:
+            return "%s mangle table unavailable: %s" % (fam, r.stderr.strip())
+        try:
+            for rule in (["-p", "tcp", "-m", "socket", "--transparent", "-j", "ACCEPT"],
+                         ["-p", "tcp", "-j", "TPROXY", "--on-port", "1",
+                          "--tproxy-mark", "0x1/0x1"]):
+                r = self.iptables("-t", "mangle", "-A", chain, *rule, v6=v6, check=False)
+                if r.returncode != 0:
+                    why = "%s rule %r refused (kernel without xt_TPROXY / xt_socket?): %s" % (
+                        fam, " ".join(rule), r.stderr.strip())
+                    break
+        finally:
+            self.iptables("-t", "mangle", "-F", chain, v6=v6, check=False)
+            self.iptables("-t", "mangle", "-X", chain, v6=v6, check=False)
+        if why:
+            return why
+        # IP_TRANSPARENT (19) / IPV6_TRANSPARENT (75) need CAP_NET_ADMIN in the namespace.
+        code = ("import socket\ns = socket.socket(socket.AF_INET%s)\n"
+                "s.setsockopt(socket.%s, %d, 1)\n" % (("6", "IPPROTO_IPV6", 75) if v6 else
+                                                     ("", "SOL_IP", 19)))
+        r = self.run([sys.executable, "-c", code], check=False)
+        if r.returncode != 0:
+            return "%s transparent sockets refused: %s" % (fam, r.stderr.strip()[-500:])
+        return None
 
     def up(self, ifname):
         self.ip("link", "set", ifname, "up")
