@@ -2,11 +2,15 @@
  * A probe is a small state machine of its own: connect, TLS handshake,
  * collect the peer chain, close. It shares the origin-side TLS context (the
  * same versions, suites and SNI a real interception would use), so what it
- * sees is what catena would see. Nothing is sent after the handshake.
+ * sees is what catena would see. Nothing is sent after the handshake. A
+ * staple fetch goes the same way on the staple context and stops earlier:
+ * its scanner (in tio) ends the session after the server's first flight, and
+ * nothing is sent after the ClientHello.
  */
 #include "core/probe.h"
 
 #include "core/log.h"
+#include "core/staple.h"
 #include "core/tls.h"
 
 #include <errno.h>
@@ -29,7 +33,10 @@ struct probe {
     WOLFSSL *ssl;          /* owned */
     struct tls_io tio;
     probe_cb *cb;
-    void *arg;
+    void *arg;                 /* owned if arg_free is set */
+    probe_arg_free_fn *arg_free;
+    bool staple_mode;          /* a staple fetch: scan reads the flight */
+    struct staple scan;        /* its scanner (tio.staple points here) */
     char sni[256];
     char err[160];
     char *connect_req;     /* owned: the CONNECT to send through an upstream, or NULL */
@@ -55,7 +62,33 @@ probe_free(struct probe *p)
     if (p->fd >= 0)
         close(p->fd);
     free(p->connect_req);
+    staple_fini(&p->scan);
+    if (p->arg_free != NULL)
+        p->arg_free(p->arg);
     free(p);
+}
+
+/* What a handshake that ended (err NULL: completed) leaves for the caller. */
+static void
+probe_collect(struct probe *p, const char *err, struct probe_result *r)
+{
+    WOLFSSL_X509_CHAIN *chain = NULL;
+    if (err == NULL && (chain = wolfSSL_get_peer_chain(p->ssl)) != NULL) {
+        int n = wolfSSL_get_chain_count(chain);
+        for (int i = 0; i < n && r->n < PROBE_MAX_CERTS; i++) {
+            r->ders[r->n] = wolfSSL_get_chain_cert(chain, i);
+            r->lens[r->n] = (size_t)wolfSSL_get_chain_length(chain, i);
+            if (r->ders[r->n] != NULL && r->lens[r->n] > 0)
+                r->n++;
+        }
+        if (r->n == 0)
+            r->err = "the server sent no certificate";
+    }
+    if (p->ssl != NULL && err == NULL) {
+        r->version = wolfSSL_get_version(p->ssl);
+        r->cipher = wolfSSL_get_cipher(p->ssl);
+    }
+    r->client_cert_requested = p->tio.client_cert_requested;
 }
 
 /* Reports and frees. The callback runs once; the probe is gone after it. */
@@ -63,23 +96,10 @@ static void
 probe_finish(struct probe *p, const char *err, int tls_error)
 {
     struct probe_result r = {.err = err, .tls_error = tls_error};
-    WOLFSSL_X509_CHAIN *chain = NULL;
-    if (err == NULL && (chain = wolfSSL_get_peer_chain(p->ssl)) != NULL) {
-        int n = wolfSSL_get_chain_count(chain);
-        for (int i = 0; i < n && r.n < PROBE_MAX_CERTS; i++) {
-            r.ders[r.n] = wolfSSL_get_chain_cert(chain, i);
-            r.lens[r.n] = (size_t)wolfSSL_get_chain_length(chain, i);
-            if (r.ders[r.n] != NULL && r.lens[r.n] > 0)
-                r.n++;
-        }
-        if (r.n == 0)
-            r.err = "the server sent no certificate";
-    }
-    if (p->ssl != NULL && err == NULL) {
-        r.version = wolfSSL_get_version(p->ssl);
-        r.cipher = wolfSSL_get_cipher(p->ssl);
-    }
-    r.client_cert_requested = p->tio.client_cert_requested;
+    if (p->staple_mode)
+        r.staple = staple_response(&p->scan, &r.staple_len);
+    else
+        probe_collect(p, err, &r);
     if (p->ssl != NULL && tls_error != 0) {
         WOLFSSL_ALERT_HISTORY h;
         memset(&h, 0, sizeof(h));
@@ -89,8 +109,9 @@ probe_finish(struct probe *p, const char *err, int tls_error)
     ev_io_stop(p->loop, &p->io);
     ev_timer_stop(p->loop, &p->timer);
     p->cb(p->arg, &r);
-    if (p->ssl != NULL && err == NULL)
-        wolfSSL_shutdown(p->ssl); /* close_notify, best effort */
+    /* close_notify, best effort; a staple fetch has no session to close. */
+    if (p->ssl != NULL && err == NULL && !p->staple_mode)
+        wolfSSL_shutdown(p->ssl);
     probe_free(p);
 }
 
@@ -227,7 +248,9 @@ probe_step(struct probe *p)
         p->state = PROBE_HANDSHAKE;
     }
     int ret = wolfSSL_connect(p->ssl);
-    if (ret == WOLFSSL_SUCCESS) {
+    /* A staple fetch ends where its scanner says, the session cut short. */
+    enum staple_state st = p->staple_mode ? p->scan.state : STAPLE_SCANNING;
+    if (ret == WOLFSSL_SUCCESS || st == STAPLE_FOUND || st == STAPLE_ABSENT) {
         probe_finish(p, NULL, 0);
         return;
     }
@@ -266,6 +289,20 @@ probe_fail_soon_cb(struct ev_loop *loop, ev_timer *t, int revents)
     probe_finish(p, p->err, 0);
 }
 
+/* The session to the origin on ctx, with SNI and ALPN as an interception's. */
+static WOLFSSL *
+probe_session_new(struct probe *p, WOLFSSL_CTX *ctx)
+{
+    WOLFSSL *ssl = tls_session_new(ctx, &p->tio);
+    if (ssl == NULL)
+        return NULL;
+    if (p->sni[0] != '\0')
+        wolfSSL_UseSNI(ssl, WOLFSSL_SNI_HOST_NAME, p->sni, (unsigned short)strlen(p->sni));
+    char alpn[] = "http/1.1";
+    wolfSSL_UseALPN(ssl, alpn, sizeof(alpn) - 1, WOLFSSL_ALPN_CONTINUE_ON_MISMATCH);
+    return ssl;
+}
+
 struct probe *
 probe_start(struct ev_loop *loop, WOLFSSL_CTX *ctx, const struct sockaddr *addr,
             socklen_t addrlen, const char *sni, unsigned timeout_ms, probe_cb *cb, void *arg)
@@ -289,17 +326,14 @@ probe_start(struct ev_loop *loop, WOLFSSL_CTX *ctx, const struct sockaddr *addr,
         free(p);
         return NULL;
     }
+    staple_init(&p->scan);
     p->tio = (struct tls_io){.fd = p->fd};
-    p->ssl = tls_session_new(ctx, &p->tio);
+    p->ssl = probe_session_new(p, ctx);
     if (p->ssl == NULL) {
         close(p->fd);
         free(p);
         return NULL;
     }
-    if (p->sni[0] != '\0')
-        wolfSSL_UseSNI(p->ssl, WOLFSSL_SNI_HOST_NAME, p->sni, (unsigned short)strlen(p->sni));
-    char alpn[] = "http/1.1";
-    wolfSSL_UseALPN(p->ssl, alpn, sizeof(alpn) - 1, WOLFSSL_ALPN_CONTINUE_ON_MISMATCH);
     if (connect(p->fd, addr, addrlen) == -1 && errno != EINPROGRESS) {
         snprintf(p->err, sizeof(p->err), "connect: %s", strerror(errno));
         ev_timer_init(&p->timer, probe_fail_soon_cb, 0., 0.);
@@ -355,6 +389,26 @@ probe_start_via_tls(struct ev_loop *loop, WOLFSSL_CTX *ctx, const struct sockadd
     p->tio.under = p->up_ssl;
     p->tio.under_io = &p->up_tio;
     return p;
+}
+
+int
+probe_fetch_staple(struct probe *p, WOLFSSL_CTX *ctx)
+{
+    /* Not on the loop yet: the first session has done nothing. */
+    WOLFSSL *ssl = probe_session_new(p, ctx);
+    if (ssl == NULL)
+        return CAT_ERR;
+    wolfSSL_free(p->ssl);
+    p->ssl = ssl;
+    p->staple_mode = true;
+    p->tio.staple = &p->scan;
+    return CAT_OK;
+}
+
+void
+probe_own_arg(struct probe *p, probe_arg_free_fn *free_fn)
+{
+    p->arg_free = free_fn;
 }
 
 void

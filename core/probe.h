@@ -2,7 +2,9 @@
  * Probe handshakes: to validate the certificate of a site that is tunneled
  * (its TLS is not ours to see), catena makes its own TLS connection to the
  * same address with the client's SNI, takes the certificate chain and
- * closes. Asynchronous on a worker's loop, bounded in time.
+ * closes. Asynchronous on a worker's loop, bounded in time. A staple fetch
+ * is a probe that asks for the server's stapled OCSP response instead and
+ * ends with the server's first flight (see core/staple.c).
  */
 #ifndef CATENA_CORE_PROBE_H
 #define CATENA_CORE_PROBE_H
@@ -32,6 +34,9 @@ struct probe_result {
     size_t n;                        /* certificates, leaf first */
     const char *version, *cipher;    /* static strings from wolfSSL */
     bool client_cert_requested;      /* the server asked for a client certificate */
+    /* A staple fetch (no chain): err NULL when the server's flight was read to its end. */
+    const uint8_t *staple;           /* its stapled OCSPResponse (DER), or NULL */
+    size_t staple_len;
 };
 
 typedef void probe_cb(void *arg, const struct probe_result *r);
@@ -69,6 +74,19 @@ struct probe *probe_start_via_tls(struct ev_loop *loop, WOLFSSL_CTX *ctx,
                                   probe_cert_check_fn *check, void *check_arg, const char *sni,
                                   unsigned timeout_ms, probe_cb *cb, void *arg) CAT_WUR
     CAT_NONNULL(1, 2, 3, 5, 7, 11);
+
+/**
+ * Makes p, just started, a staple fetch: its session to the origin is made
+ * again on ctx (which asks for stapled OCSP, TLS 1.2) and ends once the
+ * server's first flight is read, before any key exchange. CAT_ERR on OOM
+ * (then cancel p).
+ */
+int probe_fetch_staple(struct probe *p, WOLFSSL_CTX *ctx) CAT_WUR CAT_NONNULL(1, 2);
+
+typedef void probe_arg_free_fn(void *arg);
+
+/** Gives p the callback's arg: free_fn(arg) runs when p goes, reported or cancelled. */
+void probe_own_arg(struct probe *p, probe_arg_free_fn *free_fn) CAT_NONNULL(1, 2);
 
 /** Stops a probe: no callback after it returns. p may be NULL. */
 void probe_cancel(struct probe *p);

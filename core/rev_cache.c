@@ -296,7 +296,14 @@ rev_cache_put_answer(const uint8_t key[REV_KEY_LEN], const struct rev_answer *a,
     e->bytes = sizeof(*e);
     e->ans = *a;
     pthread_mutex_lock(&rev_cache.lock);
-    rev_lru_put(&rev_cache.answers, e);
+    /* No answer never hides one: a stapled response may have answered while a
+     * check of the same certificate was still failing through its sources. */
+    struct rev_centry *o =
+        a->status == REV_UNKNOWN ? rev_lru_get(&rev_cache.answers, key, now) : NULL;
+    if (o != NULL && o->ans.status != REV_UNKNOWN)
+        free(e);
+    else
+        rev_lru_put(&rev_cache.answers, e);
     pthread_mutex_unlock(&rev_cache.lock);
 }
 

@@ -646,6 +646,7 @@ rev_check(struct rev_ctx *r, const uint8_t *cert, size_t cert_len, const uint8_t
     int64_t now = rev_clock();
 
     *qp = NULL;
+    *out = (struct rev_answer){.status = REV_UNKNOWN, .source = "none"};
     r->st.checks++;
     if (rev_cert_parse(cert, cert_len, &c, &err) != CAT_OK)
         return rev_now_answer(out, REV_UNKNOWN, "none", "certificate: %s", err);
@@ -722,4 +723,46 @@ rev_check(struct rev_ctx *r, const uint8_t *cert, size_t cert_len, const uint8_t
     j->queries = q;
     *qp = q;
     return CAT_AGAIN;
+}
+
+/* ---- stapled responses ------------------------------------------------------------------- */
+
+int
+rev_staple(const uint8_t *cert, size_t cert_len, const uint8_t *issuer, size_t issuer_len,
+           const uint8_t *resp, size_t len, const struct rev_answer *unknown,
+           struct rev_answer *out, char *why, size_t whylen)
+{
+    struct rev_cert c, i;
+    struct rev_verdict v;
+    const char *err;
+    uint8_t key[REV_KEY_LEN];
+    int64_t now = rev_clock();
+    int rc = CAT_ERR;
+
+    *out = *unknown;
+    out->staple_tried = true;
+    if (rev_cert_parse(cert, cert_len, &c, &err) != CAT_OK ||
+        rev_cert_parse(issuer, issuer_len, &i, &err) != CAT_OK) {
+        snprintf(why, whylen, "certificate: %s", err);
+        return CAT_ERR; /* rev_check said "none" for these: nothing to cache */
+    }
+    rev_answer_key(&c, &i, key);
+    if (resp == NULL || len == 0) {
+        snprintf(why, whylen, "none sent");
+        rc = CAT_DECLINED;
+    } else if (rev_ocsp_check(resp, len, &c, &i, now, &v) != CAT_OK) {
+        snprintf(why, whylen, "%s", v.why);
+    } else if (v.status == REV_UNKNOWN) {
+        snprintf(why, whylen, "the responder does not know the certificate");
+    } else {
+        rev_describe(out, "stapled", "OCSP", &v, "");
+        out->status = v.status;
+        out->source = REV_SRC_STAPLE;
+        out->staple_tried = false;
+        rev_cache_put_answer(key, out, rev_life(now, v.next_update), now);
+        snprintf(why, whylen, "%s", rev_status_str(v.status));
+        return CAT_OK;
+    }
+    rev_cache_put_answer(key, out, now + REV_FAIL_LIFE_S, now);
+    return rc;
 }

@@ -5,13 +5,15 @@
  * Answers, verified CRLs and failed sources are kept in one cache shared by
  * every worker (mutex), so a certificate is fetched for at most once per
  * nextUpdate and a dead responder costs its timeout at most once per 30 s.
- * Stapled OCSP is not handled here: wolfSSL checks it inside the handshake.
+ * When no source answers, the origin's stapled OCSP response (fetched by the
+ * caller, see core/staple.c) may settle it: rev_staple().
  */
 #ifndef CATENA_CORE_REVOKE_H
 #define CATENA_CORE_REVOKE_H
 
 #include "core/attr.h"
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -26,11 +28,18 @@ enum rev_status {
     REV_UNKNOWN, /* no source answered, or the certificate names none */
 };
 
-/** A verdict. source: "ocsp", "crl", "cache" (an earlier answer) or "none" (nothing to ask). */
+/** The source of an answer taken from the origin's stapled OCSP response. */
+#define REV_SRC_STAPLE "stapled OCSP"
+
+/**
+ * A verdict. source: "ocsp", "crl", REV_SRC_STAPLE, "cache" (an earlier answer) or "none"
+ * (nothing to ask).
+ */
 struct rev_answer {
     enum rev_status status;
     const char *source; /* static */
     char detail[160];   /* "OCSP http://...: revoked (reason 1: keyCompromise) at 2026-..." */
+    bool staple_tried;  /* REV_UNKNOWN: the origin's stapled response did not answer either */
 };
 
 /** Called once per rev_check() that returned CAT_AGAIN, from the loop, unless cancelled first. */
@@ -63,6 +72,20 @@ void rev_ctx_set_limits(struct rev_ctx *r, size_t ocsp_max, size_t crl_max) CAT_
 int rev_check(struct rev_ctx *r, const uint8_t *cert, size_t cert_len, const uint8_t *issuer,
               size_t issuer_len, struct rev_answer *out, rev_cb *cb, void *arg,
               struct rev_query **qp) CAT_WUR CAT_NONNULL(1, 2, 4, 6, 7, 9);
+
+/**
+ * Settles cert (DER, issued by issuer) with the origin's stapled OCSP response (resp, len;
+ * NULL, 0 if it sent none), asked for because the sources gave no answer (*unknown, from
+ * rev_check). The response must pass what a fetched one does (signature by the issuer or
+ * its delegated responder, CertID, thisUpdate/nextUpdate).
+ * - CAT_OK: it says good or revoked: *out (source REV_SRC_STAPLE) is cached as a fetched
+ *   answer is, until its nextUpdate.
+ * - CAT_DECLINED (none sent) or CAT_ERR (unusable, why says why): *out is *unknown marked
+ *   staple_tried, and cached as no answer for 30 s so the origin is not asked again meanwhile.
+ */
+int rev_staple(const uint8_t *cert, size_t cert_len, const uint8_t *issuer, size_t issuer_len,
+               const uint8_t *resp, size_t len, const struct rev_answer *unknown,
+               struct rev_answer *out, char *why, size_t whylen) CAT_WUR CAT_NONNULL(1, 3, 7, 8, 9);
 
 /** No callback after it returns; q may be NULL. The check goes on and its answer is cached. */
 void rev_cancel(struct rev_query *q);

@@ -18,6 +18,7 @@
 #include "chain/chain.h"
 #include "core/auth.h"
 #include "core/log.h"
+#include "core/staple.h"
 #include "core/validate.h"
 #include "emulation/emu.h"
 
@@ -185,21 +186,10 @@ tls_under_result(struct tls_io *io, int ret)
     }
 }
 
+/* One read from the socket, in callback terms. */
 static int
-tls_recv_cb(WOLFSSL *ssl, char *p, int sz, void *ctx)
+tls_recv_sock(struct tls_io *io, char *p, int sz)
 {
-    struct tls_io *io = ctx;
-    /* Replayed bytes came before anything still to read, from either transport. */
-    if (io->replay != NULL && io->replay->len > 0) {
-        size_t n = CAT_MIN((size_t)sz, io->replay->len);
-        memcpy(p, buf_data(io->replay), n);
-        buf_consume(io->replay, n);
-        return (int)n;
-    }
-    if (io->under != NULL) {
-        int n = wolfSSL_read(io->under, p, sz);
-        return n > 0 ? n : tls_under_result(io, n);
-    }
     for (;;) {
         ssize_t n = recv(io->fd, p, (size_t)sz, 0);
         /* A TLS 1.3 client that refuses our certificate before it has
@@ -221,6 +211,39 @@ tls_recv_cb(WOLFSSL *ssl, char *p, int sz, void *ctx)
         }
         return errno == ECONNRESET ? WOLFSSL_CBIO_ERR_CONN_RST : WOLFSSL_CBIO_ERR_GENERAL;
     }
+}
+
+/* A staple fetch's bytes through its scanner. Once the scanner knows, the
+ * session ends: wolfSSL, asked for a staple, would judge it itself and fail
+ * the handshake on any it cannot verify, and a fetch needs nothing more. */
+static int
+tls_recv_scan(struct tls_io *io, const char *p, int n)
+{
+    if (io->staple == NULL || n <= 0)
+        return n;
+    enum staple_state st = staple_feed(io->staple, p, (size_t)n);
+    return st == STAPLE_FOUND || st == STAPLE_ABSENT ? WOLFSSL_CBIO_ERR_CONN_CLOSE : n;
+}
+
+static int
+tls_recv_cb(WOLFSSL *ssl, char *p, int sz, void *ctx)
+{
+    struct tls_io *io = ctx;
+    /* Replayed bytes came before anything still to read, from either transport. */
+    if (io->replay != NULL && io->replay->len > 0) {
+        size_t n = CAT_MIN((size_t)sz, io->replay->len);
+        memcpy(p, buf_data(io->replay), n);
+        buf_consume(io->replay, n);
+        return (int)n;
+    }
+    int n;
+    if (io->under != NULL) {
+        n = wolfSSL_read(io->under, p, sz);
+        n = n > 0 ? n : tls_under_result(io, n);
+    } else {
+        n = tls_recv_sock(io, p, sz);
+    }
+    return tls_recv_scan(io, p, n);
 }
 
 static int
@@ -474,6 +497,59 @@ fail:
     return NULL;
 }
 
+/* True if a wolfSSL suite list names a suite that is not TLS 1.3's own
+ * ("TLS13-..." or the IANA "TLS_..."): wolfSSL takes a list without one on a
+ * TLS 1.2 context, and then every handshake would fail. */
+static bool
+tls_has_tls12_suite(const char *list)
+{
+    for (const char *p = list; *p != '\0';) {
+        size_t n = strcspn(p, ":");
+        if (n > 0 && strncmp(p, "TLS13-", 6) != 0 && strncmp(p, "TLS_", 4) != 0)
+            return true;
+        p += n + (p[n] == ':');
+    }
+    return false;
+}
+
+/*
+ * The context of staple fetches (staple.c says why they exist): TLS 1.2 only,
+ * since a TLS 1.3 server's staple is encrypted; the cert manager's stapling
+ * is what makes wolfSSL send status_request at all. Its handshakes never get
+ * past the server's first flight, so nothing is verified and nothing can be
+ * weakened: same suites, groups and signature algorithms as the origin side.
+ * NULL (no fetches, said once) when the configured suites have none for 1.2.
+ */
+static WOLFSSL_CTX *
+tls_staple_ctx_new(const struct cfg *cfg)
+{
+    if (!tls_has_tls12_suite(cfg->tls.server_ciphers)) {
+        log_info(LOG_FAC_SSL, NULL, "tls.server_ciphers has no TLS 1.2 suite: stapled OCSP "
+                 "responses are not fetched");
+        return NULL;
+    }
+    WOLFSSL_CTX *ctx = wolfSSL_CTX_new(wolfTLSv1_2_client_method());
+    if (ctx == NULL)
+        return NULL;
+    /* set_groups refuses a TLS 1.2-only context (wolfssl.md section 4). */
+    static const word16 curves[] = {WOLFSSL_ECC_X25519, WOLFSSL_ECC_SECP256R1,
+                                    WOLFSSL_ECC_SECP384R1};
+    bool ok = wolfSSL_CTX_set_cipher_list(ctx, cfg->tls.server_ciphers) == WOLFSSL_SUCCESS &&
+              wolfSSL_CTX_set1_sigalgs_list(ctx, tls_sigalgs) == WOLFSSL_SUCCESS &&
+              wolfSSL_CTX_EnableOCSPStapling(ctx) == WOLFSSL_SUCCESS &&
+              wolfSSL_CTX_UseOCSPStapling(ctx, WOLFSSL_CSR_OCSP, 0) == WOLFSSL_SUCCESS;
+    for (size_t i = 0; ok && i < CAT_ARRAY_LEN(curves); i++)
+        ok = wolfSSL_CTX_UseSupportedCurve(ctx, curves[i]) == WOLFSSL_SUCCESS;
+    if (!ok) {
+        log_warn(LOG_FAC_SSL, NULL, "cannot make the TLS 1.2 context of staple fetches: stapled "
+                 "OCSP responses are not fetched");
+        wolfSSL_CTX_free(ctx);
+        return NULL;
+    }
+    wolfSSL_CTX_set_verify(ctx, WOLFSSL_VERIFY_NONE, NULL);
+    return ctx;
+}
+
 /* ---- keyrings: loaded once per directory, shared by snapshots ------------- */
 
 struct tls_keyring {
@@ -578,6 +654,7 @@ tls_conf_new(struct cfg *cfg, char *err, size_t errlen)
     t->srv_ctx = tls_srv_ctx_new(cfg, err, errlen);
     if (t->srv_ctx == NULL)
         goto fail;
+    t->staple_ctx = tls_staple_ctx_new(cfg);
     const char *files[1] = {cfg->tls.ca_file};
     struct val_store_opts vo = {
         .use_system = cfg->tls.use_system_cas,
@@ -691,6 +768,8 @@ tls_conf_unref(struct tls_conf *t)
         return;
     if (t->srv_ctx != NULL)
         wolfSSL_CTX_free(t->srv_ctx);
+    if (t->staple_ctx != NULL)
+        wolfSSL_CTX_free(t->staple_ctx);
     val_store_free(t->trust);
     chain_free(t->chain);
     for (size_t i = 0; i < t->n_realms; i++)

@@ -25,6 +25,7 @@
 #include <wolfssl/ssl.h>
 
 struct emu;
+struct staple;
 struct val_store;
 struct auth_realm;
 struct chain;
@@ -33,6 +34,8 @@ struct chain;
 struct tls_conf {
     atomic_int refs;
     WOLFSSL_CTX *srv_ctx;        /* owned: origin side, catena as client (does not verify) */
+    WOLFSSL_CTX *staple_ctx;     /* owned: staple fetches (TLS 1.2, asks for stapled OCSP),
+                                    or NULL when the configured suites leave none for 1.2 */
     struct val_store *trust;     /* owned: trust anchors for origins, results cache */
     struct emu **keyrings;       /* borrowed from the process-wide keyring registry */
     char **keyring_names;        /* borrowed: cfg's names, same order */
@@ -76,6 +79,10 @@ struct tls_io {
      * bytes go through this outer session instead of the socket. */
     WOLFSSL *under;           /* borrowed: the outer session, or NULL */
     struct tls_io *under_io;  /* borrowed: its I/O context */
+    /* A staple fetch (probe.c): what the server sends goes through this
+     * scanner, and the session ends where the scanner found the staple or
+     * its absence; those last bytes never reach wolfSSL (see staple.c). */
+    struct staple *staple;    /* borrowed: the scanner, or NULL */
 };
 
 /** A new session on ctx doing its I/O through io (which must outlive it). NULL on OOM. */

@@ -10,6 +10,10 @@
  * made for the requested name from catena's own issuer). Errors the policy
  * ignores do not count; the SSL log keeps every error observed. A user may
  * continue past the errors the configuration allows (override.c).
+ *
+ * Revocation: revoke.c asks the certificate's sources (cached); when none
+ * answers, a staple fetch asks the origin for its stapled OCSP response
+ * (probe.c, staple.c), which settles it if it verifies.
  */
 #include "core/verify.h"
 
@@ -96,6 +100,8 @@ verify_take_chain(struct conn *c)
     /* A new origin connection: a fresh verdict (the cache keeps it cheap). */
     rev_cancel(cc->revq);
     cc->revq = NULL;
+    probe_cancel(cc->probe); /* a staple fetch of the last one */
+    cc->probe = NULL;
     cc->checked = cc->rev_done = cc->from_probe = false;
     cc->errors = cc->final = 0;
     cc->issuer_idx = -1;
@@ -324,6 +330,42 @@ verify_probe_cb(void *arg, const struct probe_result *r)
 }
 
 /*
+ * A probe of the site at the address the origin connection reached, by the
+ * route the connection takes: through the upstream as the tunnel itself goes
+ * (over TLS to it for type https, judged as the tunnel's was). NULL with *why.
+ */
+static struct probe *
+verify_probe_start(struct conn *c, probe_cb *cb, void *arg, enum conn_err *why)
+{
+    struct sockaddr_storage sa;
+    socklen_t len = sizeof(sa);
+    if (getpeername(c->srv.fd, (struct sockaddr *)&sa, &len) == -1) {
+        *why = CONN_ERR_SRV_RESET;
+        return NULL;
+    }
+    *why = CONN_ERR_NOMEM;
+    bool ip = strchr(c->tls_host, ':') != NULL ||
+              strspn(c->tls_host, "0123456789.") == strlen(c->tls_host);
+    const char *sni = ip ? NULL : c->tls_host;
+    unsigned tmo = c->cfg->validation.probe_timeout_ms;
+    if (c->route == NULL)
+        return probe_start(c->w->loop, c->tls->srv_ctx, (struct sockaddr *)&sa, len, sni, tmo,
+                           cb, arg);
+    uint8_t mem[4096];
+    struct buf req = {.base = mem, .cap = sizeof(mem) - 1};
+    if (fwd_connect_request(c, &req) != CAT_OK)
+        return NULL;
+    mem[req.len] = '\0';
+    const struct cfg_fwd_host *up = c->route->cfg;
+    if (up->type == CFG_FWD_HTTPS)
+        return probe_start_via_tls(c->w->loop, c->tls->srv_ctx, (struct sockaddr *)&sa, len,
+                                   (const char *)mem, up->tls_name, fwd_upstream_cert_check, c,
+                                   sni, tmo, cb, arg);
+    return probe_start_via(c->w->loop, c->tls->srv_ctx, (struct sockaddr *)&sa, len,
+                           (const char *)mem, sni, tmo, cb, arg);
+}
+
+/*
  * Entered with the client's ClientHello in cli.in and the origin connected,
  * when the site is to be tunneled. Exits: VALIDATE (a chain or a cached
  * verdict), TUNNEL (the probe failed; a client-certificate site), closed.
@@ -358,41 +400,10 @@ verify_st_probe(struct conn *c, unsigned ev)
             conn_set_state(c, CONN_ST_VALIDATE);
             return CAT_OK;
         }
-        struct sockaddr_storage sa;
-        socklen_t len = sizeof(sa);
-        if (getpeername(c->srv.fd, (struct sockaddr *)&sa, &len) == -1) {
-            c->err = CONN_ERR_SRV_RESET;
-            return CAT_ERR;
-        }
-        bool ip = strchr(c->tls_host, ':') != NULL ||
-                  strspn(c->tls_host, "0123456789.") == strlen(c->tls_host);
-        const char *sni = ip ? NULL : c->tls_host;
-        unsigned tmo = c->cfg->validation.probe_timeout_ms;
-        if (c->route == NULL) {
-            cc->probe = probe_start(c->w->loop, c->tls->srv_ctx, (struct sockaddr *)&sa, len, sni,
-                                    tmo, verify_probe_cb, c);
-        } else {
-            /* Through the upstream, as the tunnel itself goes (over TLS to
-             * it for type https, judged as the tunnel's was). */
-            uint8_t mem[4096];
-            struct buf req = {.base = mem, .cap = sizeof(mem) - 1};
-            if (fwd_connect_request(c, &req) != CAT_OK) {
-                c->err = CONN_ERR_NOMEM;
-                return CAT_ERR;
-            }
-            mem[req.len] = '\0';
-            const struct cfg_fwd_host *up = c->route->cfg;
-            cc->probe = up->type == CFG_FWD_HTTPS
-                            ? probe_start_via_tls(c->w->loop, c->tls->srv_ctx,
-                                                  (struct sockaddr *)&sa, len, (const char *)mem,
-                                                  up->tls_name, fwd_upstream_cert_check, c, sni,
-                                                  tmo, verify_probe_cb, c)
-                            : probe_start_via(c->w->loop, c->tls->srv_ctx, (struct sockaddr *)&sa,
-                                              len, (const char *)mem, sni, tmo, verify_probe_cb,
-                                              c);
-        }
+        enum conn_err why;
+        cc->probe = verify_probe_start(c, verify_probe_cb, c, &why);
         if (cc->probe == NULL) {
-            c->err = CONN_ERR_NOMEM;
+            c->err = why;
             return CAT_ERR;
         }
         conn_side_want(c, &c->cli, 0);
@@ -436,9 +447,93 @@ verify_apply_revocation(struct conn *c, const struct rev_answer *a)
                  a->detail);
         break;
     case REV_GOOD:
-        log_debug(LOG_FAC_SSL, c, "revocation of %s: good (%s)", c->tls_host, a->source);
+        /* A staple answering for silent sources is worth an operator's eye. */
+        log_at(LOG_FAC_SSL, strcmp(a->source, REV_SRC_STAPLE) == 0 ? LOG_INFO : LOG_DEBUG, c,
+               "revocation of %s: good (%s)", c->tls_host, a->source);
         break;
     }
+}
+
+/* The leaf's issuer as validation found it: in the chain, or a trust anchor. */
+static const uint8_t *
+verify_issuer(const struct conn_cert *cc, size_t *len)
+{
+    *len = cc->issuer_idx > 0 ? cc->len[cc->issuer_idx] : cc->issuer_anchor_len;
+    return cc->issuer_idx > 0 ? cc->der[cc->issuer_idx] : cc->issuer_anchor;
+}
+
+/* ---- stapled OCSP: asked of the origin when the sources say nothing -------------------- */
+
+/* A staple fetch's callback argument, owned by the fetch (probe_own_arg). */
+struct verify_staple {
+    struct conn *c;            /* borrowed: the connection whose cc->probe this is */
+    struct rev_answer unknown; /* the sources' answer, kept if the staple does not settle it */
+};
+
+static void
+verify_staple_cb(void *arg, const struct probe_result *r)
+{
+    struct verify_staple *vs = arg;
+    struct conn *c = vs->c;
+    struct conn_cert *cc = c->cert;
+    cc->probe = NULL;
+    size_t ilen;
+    const uint8_t *issuer = verify_issuer(cc, &ilen);
+    struct rev_answer a;
+    char why[160];
+    int rc = rev_staple(cc->der[0], cc->len[0], issuer, ilen, r->staple, r->staple_len,
+                        &vs->unknown, &a, why, sizeof(why));
+    if (rc == CAT_ERR)
+        log_info(LOG_FAC_SSL, c, "stapled OCSP response of %s ignored: %s", c->tls_host, why);
+    else if (rc == CAT_DECLINED)
+        log_debug(LOG_FAC_SSL, c, "no stapled OCSP response from %s%s%s", c->tls_host,
+                  r->err != NULL ? ": " : "", r->err != NULL ? r->err : "");
+    verify_apply_revocation(c, &a);
+    conn_wake(c, 0);
+}
+
+/* May the origin's staple settle this answer? Only one that nothing else can. */
+static bool
+verify_staple_wanted(const struct conn *c, const struct rev_answer *a)
+{
+    return a->status == REV_UNKNOWN && !a->staple_tried && strcmp(a->source, "none") != 0 &&
+           strcmp(a->source, "timeout") != 0 && c->tls->staple_ctx != NULL && c->srv.fd >= 0;
+}
+
+/* Starts a staple fetch, the sources' answer kept meanwhile. CAT_ERR: not started. */
+static int
+verify_staple_start(struct conn *c, const struct rev_answer *unknown)
+{
+    struct verify_staple *vs = calloc(1, sizeof(*vs));
+    if (vs == NULL)
+        return CAT_ERR;
+    vs->c = c;
+    vs->unknown = *unknown;
+    enum conn_err why;
+    struct probe *p = verify_probe_start(c, verify_staple_cb, vs, &why);
+    if (p == NULL) {
+        free(vs);
+        return CAT_ERR;
+    }
+    probe_own_arg(p, free);
+    if (probe_fetch_staple(p, c->tls->staple_ctx) != CAT_OK) {
+        probe_cancel(p);
+        return CAT_ERR;
+    }
+    c->cert->probe = p;
+    log_debug(LOG_FAC_SSL, c, "revocation of %s: no source answered; asking the origin for "
+              "its stapled OCSP response", c->tls_host);
+    conn_timer_once(c, c->cfg->validation.probe_timeout_ms + 1000);
+    return CAT_OK;
+}
+
+/* The sources' answer: taken, or held while the origin is asked for its staple. */
+static void
+verify_rev_answered(struct conn *c, const struct rev_answer *a)
+{
+    if (verify_staple_wanted(c, a) && verify_staple_start(c, a) == CAT_OK)
+        return; /* verify_staple_cb decides */
+    verify_apply_revocation(c, a);
 }
 
 static void
@@ -446,7 +541,7 @@ verify_rev_cb(void *arg, const struct rev_answer *a)
 {
     struct conn *c = arg;
     c->cert->revq = NULL;
-    verify_apply_revocation(c, a);
+    verify_rev_answered(c, a);
     conn_wake(c, 0);
 }
 
@@ -599,6 +694,8 @@ verify_st_validate(struct conn *c, unsigned ev)
     if (ev & CONN_EV_TIMER) {
         rev_cancel(cc->revq);
         cc->revq = NULL;
+        probe_cancel(cc->probe); /* a staple fetch */
+        cc->probe = NULL;
         verify_apply_revocation(c, &(struct rev_answer){.status = REV_UNKNOWN,
                                                         .source = "timeout",
                                                         .detail = "no answer in time"});
@@ -611,7 +708,7 @@ verify_st_validate(struct conn *c, unsigned ev)
         aia_cache_put(cc->aia_url, NULL, 0);
         cc->aia_failed = true;
     }
-    if (cc->revq != NULL || cc->aiaq != NULL)
+    if (cc->revq != NULL || cc->aiaq != NULL || cc->probe != NULL)
         return CAT_AGAIN;
     if (!cc->checked) {
         verify_check_chain(c);
@@ -621,8 +718,8 @@ verify_st_validate(struct conn *c, unsigned ev)
         }
     }
     if (!cc->rev_done) {
-        const uint8_t *issuer = cc->issuer_idx > 0 ? cc->der[cc->issuer_idx] : cc->issuer_anchor;
-        size_t issuer_len = cc->issuer_idx > 0 ? cc->len[cc->issuer_idx] : cc->issuer_anchor_len;
+        size_t issuer_len;
+        const uint8_t *issuer = verify_issuer(cc, &issuer_len);
         /* Revocation matters only for a chain that is otherwise trusted. */
         if (!v->enabled || v->revocation == CFG_REV_OFF || issuer == NULL || c->w->rev == NULL ||
             (cc->errors & VAL_E_UNTRUSTED)) {
@@ -635,7 +732,9 @@ verify_st_validate(struct conn *c, unsigned ev)
                 conn_timer_once(c, 2 * v->revocation_timeout_ms + 1000);
                 return CAT_AGAIN;
             }
-            verify_apply_revocation(c, &a);
+            verify_rev_answered(c, &a);
+            if (cc->probe != NULL)
+                return CAT_AGAIN; /* a staple fetch */
         }
     }
     /* The probe's verdict, revocation included, whichever way it ended. */

@@ -17,8 +17,8 @@ otherwise) and look at which certificate they got. Every node writes the SSL acc
 
 Beyond the matrix: the page (escaping, precedence), ignore rules and validation.enabled, the
 override flow with curl and a cookie jar and the forgeries it must refuse, revocation (soft,
-hard, slow responder, off, OCSP versus CRL), and the probe's verdict cache (handshakes counted
-at the origin through a relay).
+hard, slow responder, off, OCSP versus CRL, a stapled OCSP response when the sources are
+silent), and the probe's verdict cache (handshakes counted at the origin through a relay).
 """
 import re
 import time
@@ -855,3 +855,100 @@ def test_probe_cache_keeps_revocation(make_node, val_origins, keyring, both_root
         r = fetch(node, val_origins.url(name), keyring.root_cert)
         http.assert_exception_page(r, 503, exc)
 
+
+# --- stapled OCSP -----------------------------------------------------------------------------
+#
+# The staple* origins name an OCSP responder that refuses connections and no CRL, so only the
+# response their nginx staples can answer. catena's own handshakes cannot ask for a staple
+# (wolfSSL then fails every one it cannot verify itself: core/staple.c), so when the sources are
+# silent catena asks the origin in a handshake of its own, TLS 1.2 only: a TLS 1.3 staple is
+# inside the encrypted Certificate message. The origins themselves speak TLS 1.2 and 1.3
+# (staple13.test: 1.3 only); what the client negotiates does not matter.
+
+def stapling_node(make_node, val_origins, mode, extra_ports=()):
+    """A node that resolves the staple* names (hosts file) and fails hard on "unknown", so that
+    a site passes only if its staple answered."""
+    return make_node(mode, validation={"revocation": "hard"}, extra_ports=extra_ports,
+                     resolver={"hosts_file": str(val_origins.hosts_file())})
+
+
+def test_staple_origins_direct(val_origins):
+    """The harness: each staple* origin staples what its name says (openssl s_client -status),
+    in TLS 1.2 and 1.3 alike, and its responder is unreachable."""
+    cases = [("staplegood.test", "-tls1_2", "Cert Status: good"),
+             ("staplegood.test", "-tls1_3", "Cert Status: good"),
+             ("staplerevoked.test", "-tls1_2", "Cert Status: revoked"),
+             ("staplebad.test", "-tls1_2", "catena e2e rogue OCSP signer"),
+             ("staple13.test", "-tls1_3", "Cert Status: good")]
+    for name, version, want in cases:
+        rc, out = direct(val_origins, name, version, "-status")
+        assert "OCSP Response Status: successful" in out and want in out, (name, out[-2500:])
+    rc, out = direct(val_origins, "staple13.test", "-tls1_2")
+    assert rc != 0, out[-500:]
+    text = intercept.x509(val_origins.leaf("staplegood.test").cert, "-text")
+    assert "OCSP - URI:http://ocsp.test:%d/" % val_origins.dead.port in text, text
+    assert "CRL Distribution" not in text, text
+
+
+@pytest.mark.parametrize("mode", ["default", "intercept"])
+def test_staple_answers_when_sources_are_silent(make_node, val_origins, origins, keyring, mode):
+    """Responder unreachable, revocation "hard": the good staple lets the site through (tunneled
+    or intercepted), the revoked one gives the revoked page."""
+    node = stapling_node(make_node, val_origins, mode)
+    mark = node.event_mark()
+    name = "staplegood.test"
+    cafile = origins.pki.root_cert if mode == "default" else keyring.root_cert
+    r = fetch(node, val_origins.url(name), cafile).check()
+    assert r.status == 200 and r.body == SMALL, r
+    e = node.wait_event(r"revocation of staplegood\.test: good \(stapled OCSP\)", since=mark)
+    assert e.level == "info", e.raw
+    rec = wait_ssl(node, x_cs_sni=name)
+    assert rec["x-rs-certificate-validate-status"] == "CERT_VALID", rec["_line"]
+    assert rec["s-action"] == ("TUNNELED" if mode == "default" else "INTERCEPTED"), rec["_line"]
+
+    name = "staplerevoked.test"
+    r = fetch(node, val_origins.url(name), keyring.root_cert)
+    http.assert_exception_page(r, REVOKED[0], REVOKED[1], body_contains=["revoked"])
+    assert SMALL not in r.body
+    e = node.wait_event(r"certificate of staplerevoked\.test is revoked: stapled OCSP: revoked "
+                        r"\(reason 1: keyCompromise\)", since=mark)
+    assert e.level == "warning", e.raw
+    rec = wait_ssl(node, x_cs_sni=name)
+    assert errors_of(rec) == {"revoked"}, rec["_line"]
+    assert rec["x-rs-certificate-validate-status"] == "ssl_server_cert_revoked", rec["_line"]
+
+
+@pytest.mark.parametrize("mode", ["default", "intercept"])
+def test_staple_unusable(make_node, val_origins, origins, keyring, mode):
+    """A staple signed by a stranger is ignored (logged at info), and so is the staple of a TLS
+    1.3-only origin, which catena cannot read: the revocation stays unknown."""
+    node = stapling_node(make_node, val_origins, mode)
+    mark = node.event_mark()
+    r = fetch(node, val_origins.url("staplebad.test"), keyring.root_cert)
+    http.assert_exception_page(r, UNKNOWN[0], UNKNOWN[1])
+    e = node.wait_event(r"stapled OCSP response of staplebad\.test ignored: responder ",
+                        since=mark)
+    assert e.level == "info", e.raw
+    r = fetch(node, val_origins.url("staple13.test"), keyring.root_cert)
+    http.assert_exception_page(r, UNKNOWN[0], UNKNOWN[1])
+    rec = wait_ssl(node, x_cs_sni="staple13.test")
+    assert errors_of(rec) == {"revocation_unknown"}, rec["_line"]
+    assert not [e for e in node.event_log()
+                if re.search(r"revocation of (staplebad|staple13)\.test: good", e.msg)], \
+        node.event_text()
+
+
+def test_staple_answer_cached(make_node, val_origins, keyring, counter):
+    """A stapled answer is cached like a fetched one: the first intercepted connection costs
+    the origin its own handshake and the staple fetch, the next ones only their own."""
+    ctr = counter("staplegood.test")
+    node = stapling_node(make_node, val_origins, "intercept", extra_ports=[ctr.port])
+    url = "https://staplegood.test:%d/small.txt" % ctr.port
+    r = fetch(node, url, keyring.root_cert).check()
+    assert r.status == 200 and r.body == SMALL, r
+    assert _hellos_settle(ctr, 2, "catena's handshake + the staple fetch") == 2, ctr.counts()
+    for _ in range(2):
+        r = fetch(node, url, keyring.root_cert).check()
+        assert r.status == 200 and r.body == SMALL, r
+    assert _hellos_settle(ctr, 4, "two more handshakes") == 4, \
+        "the staple was fetched again: %r" % (ctr.counts(),)

@@ -15,6 +15,10 @@ Options for failure tests: delay (seconds before each answer), status (answer ev
 with this HTTP status and no body). The index is read per request, so pki.revoke() takes effect
 at once.
 
+A response made once, for an origin to staple (nginx ssl_stapling_file):
+    make_response(d / "staple.der", pki, leaf.cert) (the PKI's index and responder),
+    or with rsigner/rkey of a signer the issuer never delegated to (an unverifiable staple).
+
 Run as a script: python3 ocsp.py --index I --rsigner C --rkey K --ca CA [--port N] [--ndays N]
 [--delay S] [--status CODE]; it prints "PORT <n>" on stdout once listening and one line per
 request on stderr.
@@ -227,6 +231,26 @@ class OcspResponder:
     def requests(self):
         """How many requests have arrived so far (answered or not)."""
         return sum(1 for line in self.log().splitlines() if line.startswith("ocsp: request "))
+
+
+def make_response(out, pki, cert, rsigner=None, rkey=None, ndays=1):
+    """Writes to out the DER OCSP response the PKI's responder gives about cert (a leaf of the
+    intermediate) now: good, or revoked once pki.revoke() put it in the index. rsigner/rkey
+    sign it instead of the PKI's responder. Returns out."""
+    from . import util  # here, so that the script runs without the package
+    out = Path(out)
+    req = out.with_suffix(".req")
+    steps = [["openssl", "ocsp", "-issuer", pki.inter_cert, "-cert", cert, "-no_nonce",
+              "-reqout", req],
+             ["openssl", "ocsp", "-index", pki.ocsp_index, "-rsigner", rsigner or pki.ocsp_cert,
+              "-rkey", rkey or pki.ocsp_key, "-CA", pki.inter_cert, "-reqin", req,
+              "-respout", out, "-ndays", str(ndays)]]
+    for argv in steps:
+        r = util.run([str(a) for a in argv], timeout=30)
+        if r.returncode != 0:
+            raise AssertionError("%s failed (%d): %s" % (" ".join(map(str, argv)), r.returncode,
+                                                         r.stderr.decode("utf-8", "replace")))
+    return out
 
 
 def start_ocsp(d, pki, **kw):

@@ -24,6 +24,14 @@ names resolve through dnsmasq, see dnsmasq.NAMES):
   badeku.test       leaf with extendedKeyUsage clientAuth only
   escape.test       issued by an untrusted root whose CN is HTML: <b>Evil & "Co"</b>
   multi.test        several errors at once: untrusted root, expired, RSA-1024, for other.test
+  staplegood.test   good; OCSP URL refused, no CRL; nginx staples a good response (made once
+                    from the PKI's index by ocsp.make_response, ssl_stapling_file)
+  staplerevoked.test  revoked; OCSP URL refused, no CRL; nginx staples the revoked response
+  staplebad.test    good; OCSP URL refused, no CRL; the staple is signed by a stranger
+  staple13.test     as staplegood.test, but nginx speaks TLS 1.3 only (a staple there is
+                    encrypted: catena cannot read it)
+The staple* names are not in dnsmasq.NAMES: a node resolves them through hosts_file() (its
+resolver.hosts_file), 127.0.0.1 each.
 
 nginx runs with OPENSSL_CONF naming a config at security level 0 and MinProtocol TLSv1, so it
 loads the weak certificates and speaks TLS 1.0 where asked; every other server keeps TLS 1.2
@@ -101,10 +109,11 @@ class Site:
     """One origin: its name (SNI, DNS), the leaf it serves and how nginx speaks."""
 
     def __init__(self, name, leaf, send_chain=True, protocols="TLSv1.2 TLSv1.3", ciphers=None,
-                 verify_client=False):
+                 verify_client=False, staple=None):
         self.name, self.leaf = name, leaf
         self.send_chain = send_chain
         self.protocols, self.ciphers, self.verify_client = protocols, ciphers, verify_client
+        self.staple = staple  # a DER OCSP response nginx staples, or None
         self.port = None
 
     def server_block(self, root):
@@ -113,6 +122,8 @@ class Site:
             extra += "        ssl_ciphers %s;\n" % self.ciphers
         if self.verify_client:
             extra += "        ssl_verify_client optional_no_ca;\n"
+        if self.staple:
+            extra += "        ssl_stapling on;\n        ssl_stapling_file %s;\n" % self.staple
         return _SERVER.format(port=self.port, name=self.name, root=root,
                               cert=self.leaf.chain if self.send_chain else self.leaf.cert,
                               key=self.leaf.key, protocols=self.protocols, extra=extra)
@@ -213,9 +224,45 @@ class ValOrigins:
                                      not_after="20210101000000Z")),
         ]
         pki.revoke("ocsprevoked.test")
+        sites += self._stapling_sites(dead_url)
         self.sites = {s.name: s for s in sites if s is not None}
         self._start_nginx()
         return self
+
+    def _stapling_sites(self, dead_url):
+        """Origins that staple an OCSP response while their responder is unreachable."""
+        pki, d = self.pki, self.dir / "staples"
+        d.mkdir(parents=True, exist_ok=True)
+
+        def leaf(name):
+            return pki.issue(name, ocsp_url=dead_url, crl_url="")
+        good, revoked, bad, tls13 = (leaf("staplegood.test"), leaf("staplerevoked.test"),
+                                     leaf("staplebad.test"), leaf("staple13.test"))
+        pki.revoke("staplerevoked.test")
+        # A signer the intermediate never delegated to: a self-signed certificate.
+        rogue_key, rogue = d / "rogue-key.pem", d / "rogue.pem"
+        pki_mod._genkey(rogue_key, "ec")
+        pki_mod._openssl(["req", "-x509", "-new", "-key", rogue_key, "-subj",
+                          "/O=catena e2e/CN=catena e2e rogue OCSP signer", "-days", "30",
+                          "-out", rogue])
+        make = ocsp_mod.make_response
+        return [
+            Site("staplegood.test", good, staple=make(d / "good.der", pki, good.cert)),
+            Site("staplerevoked.test", revoked,
+                 staple=make(d / "revoked.der", pki, revoked.cert)),
+            Site("staplebad.test", bad, staple=make(d / "bad.der", pki, bad.cert,
+                                                    rsigner=rogue, rkey=rogue_key)),
+            Site("staple13.test", tls13, protocols="TLSv1.3",
+                 staple=make(d / "tls13.der", pki, tls13.cert)),
+        ]
+
+    def hosts_file(self):
+        """A hosts(5) file naming the origins dnsmasq does not know (127.0.0.1 each)."""
+        from . import dnsmasq
+        path = self.dir / "hosts"
+        names = sorted(n for n in self.sites if n not in dnsmasq.NAMES)
+        path.write_text("".join("127.0.0.1 %s\n" % n for n in names))
+        return path
 
     def _optional(self, name, make_leaf, why):
         """A Site for a leaf the local OpenSSL may refuse to make (then None, and the
