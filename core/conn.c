@@ -705,20 +705,19 @@ conn_st_proxy_tls(struct conn *c, unsigned ev)
             c->err = CONN_ERR_INTERNAL;
             return CAT_ERR;
         }
-        s->tio = (struct tls_io){.fd = s->fd, .watch_alerts = true};
+        conn_side_tls_io(s, NULL);
+        s->tio.watch_alerts = true; /* a client refusing the proxy's certificate */
         s->ssl = tls_session_new(c->lsn_ctx, &s->tio);
         if (s->ssl == NULL) {
             c->err = CONN_ERR_NOMEM;
             return CAT_ERR;
         }
     }
-    int ret = wolfSSL_accept(s->ssl);
-    if (ret != WOLFSSL_SUCCESS) {
-        int e = wolfSSL_get_error(s->ssl, ret);
-        if (e == WOLFSSL_ERROR_WANT_READ || e == WOLFSSL_ERROR_WANT_WRITE) {
-            conn_side_want(c, s, e == WOLFSSL_ERROR_WANT_READ ? EV_READ : EV_WRITE);
-            return CAT_AGAIN;
-        }
+    int ret;
+    int rc = conn_side_handshake(c, s, false, &ret);
+    if (rc == CAT_AGAIN)
+        return CAT_AGAIN;
+    if (rc != CAT_OK) {
         c->err = CONN_ERR_CLI_TLS;
         if (s->tio.peer_closed && s->tio.plain_alert == 0) {
             /* Connected and left (a downstream's health check): not an error. */
@@ -1149,6 +1148,40 @@ conn_st_request(struct conn *c, unsigned ev)
     }
     conn_side_want(c, &c->cli, EV_READ);
     return CAT_AGAIN;
+}
+
+int
+conn_side_handshake(struct conn *c, struct conn_side *s, bool as_client, int *ret)
+{
+    *ret = as_client ? wolfSSL_connect(s->ssl) : wolfSSL_accept(s->ssl);
+    if (*ret == WOLFSSL_SUCCESS)
+        return CAT_OK;
+    int e = wolfSSL_get_error(s->ssl, *ret);
+    if (e == WOLFSSL_ERROR_WANT_READ || e == WOLFSSL_ERROR_WANT_WRITE) {
+        conn_side_want(c, s, e == WOLFSSL_ERROR_WANT_READ ? EV_READ : EV_WRITE);
+        return CAT_AGAIN;
+    }
+    return CAT_ERR;
+}
+
+void
+conn_side_tls_nest(struct conn_side *s)
+{
+    s->up_ssl = s->ssl;
+    s->up_tio = s->tio;
+    wolfSSL_SetIOReadCtx(s->up_ssl, &s->up_tio);
+    wolfSSL_SetIOWriteCtx(s->up_ssl, &s->up_tio);
+    s->ssl = NULL;
+}
+
+void
+conn_side_tls_io(struct conn_side *s, struct buf *replay)
+{
+    s->tio = (struct tls_io){.fd = s->fd, .replay = replay};
+    if (s->up_ssl != NULL) {
+        s->tio.under = s->up_ssl;
+        s->tio.under_io = &s->up_tio;
+    }
 }
 
 int

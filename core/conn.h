@@ -280,6 +280,25 @@ conn_side_write(struct conn_side *s, const uint8_t *p, size_t n)
 }
 
 /**
+ * One step of a side's TLS handshake (wolfSSL_connect as the client, else
+ * wolfSSL_accept). CAT_OK: done; CAT_AGAIN: waiting, the right event is
+ * armed (return CAT_AGAIN); CAT_ERR: failed, *ret for tls_describe_error.
+ */
+int conn_side_handshake(struct conn *c, struct conn_side *s, bool as_client, int *ret)
+    CAT_NONNULL(1, 2, 4);
+
+/**
+ * TLS inside TLS: the side's session so far (the client's to an https
+ * listener, or ours to an upstream of type https) becomes the outer one;
+ * the next session on this side does its I/O through it.
+ */
+void conn_side_tls_nest(struct conn_side *s) CAT_NONNULL(1);
+
+/** The I/O context of a new session on s: the socket, or the outer session if
+ * nested; bytes in replay (if not NULL) are read first. */
+void conn_side_tls_io(struct conn_side *s, struct buf *replay) CAT_NONNULL(1);
+
+/**
  * Reads more of what the client sends into b. CAT_OK: bytes arrived (b->len
  * grew, cli.bytes_in not counted); CAT_AGAIN: none yet, a read is armed
  * (return CAT_AGAIN); CAT_ERR: the client closed or failed (c->err set).

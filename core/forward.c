@@ -318,7 +318,7 @@ fwd_st_up_tls(struct conn *c, unsigned ev)
         goto refused;
     }
     if (s->ssl == NULL) {
-        s->tio = (struct tls_io){.fd = s->fd};
+        conn_side_tls_io(s, NULL);
         s->ssl = tls_session_new(c->tls->srv_ctx, &s->tio);
         if (s->ssl == NULL) {
             c->err = CONN_ERR_NOMEM;
@@ -329,13 +329,11 @@ fwd_st_up_tls(struct conn *c, unsigned ev)
                            (unsigned short)strlen(r->cfg->tls_name));
         conn_timer_once(c, c->cfg->timeouts.tls_handshake_ms);
     }
-    int ret = wolfSSL_connect(s->ssl);
-    if (ret != WOLFSSL_SUCCESS) {
-        int e = wolfSSL_get_error(s->ssl, ret);
-        if (e == WOLFSSL_ERROR_WANT_READ || e == WOLFSSL_ERROR_WANT_WRITE) {
-            conn_side_want(c, s, e == WOLFSSL_ERROR_WANT_READ ? EV_READ : EV_WRITE);
-            return CAT_AGAIN;
-        }
+    int ret;
+    int rc = conn_side_handshake(c, s, true, &ret);
+    if (rc == CAT_AGAIN)
+        return CAT_AGAIN;
+    if (rc != CAT_OK) {
         tls_describe_error(s->ssl, ret, why, sizeof(why));
         goto refused;
     }

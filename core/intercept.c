@@ -342,20 +342,10 @@ intercept_st_srv_tls(struct conn *c, unsigned ev)
         return CAT_ERR;
     }
     if (s->ssl != NULL && s->up_ssl == NULL && c->route != NULL &&
-        c->route->cfg->type == CFG_FWD_HTTPS) {
-        /* The session so far is the upstream's: it goes under the origin's. */
-        s->up_ssl = s->ssl;
-        s->up_tio = s->tio;
-        wolfSSL_SetIOReadCtx(s->up_ssl, &s->up_tio);
-        wolfSSL_SetIOWriteCtx(s->up_ssl, &s->up_tio);
-        s->ssl = NULL;
-    }
+        c->route->cfg->type == CFG_FWD_HTTPS)
+        conn_side_tls_nest(s); /* the upstream's session goes under the origin's */
     if (s->ssl == NULL) {
-        s->tio = (struct tls_io){.fd = s->fd};
-        if (s->up_ssl != NULL) {
-            s->tio.under = s->up_ssl;
-            s->tio.under_io = &s->up_tio;
-        }
+        conn_side_tls_io(s, NULL);
         s->ssl = tls_session_new(c->tls->srv_ctx, &s->tio);
         if (s->ssl == NULL) {
             c->err = CONN_ERR_NOMEM;
@@ -368,13 +358,11 @@ intercept_st_srv_tls(struct conn *c, unsigned ev)
         wolfSSL_UseALPN(s->ssl, alpn, sizeof(alpn) - 1, WOLFSSL_ALPN_CONTINUE_ON_MISMATCH);
         conn_timer_once(c, c->cfg->timeouts.tls_handshake_ms);
     }
-    int ret = wolfSSL_connect(s->ssl);
-    if (ret != WOLFSSL_SUCCESS) {
-        int e = wolfSSL_get_error(s->ssl, ret);
-        if (e == WOLFSSL_ERROR_WANT_READ || e == WOLFSSL_ERROR_WANT_WRITE) {
-            conn_side_want(c, s, e == WOLFSSL_ERROR_WANT_READ ? EV_READ : EV_WRITE);
-            return CAT_AGAIN;
-        }
+    int ret;
+    int hrc = conn_side_handshake(c, s, true, &ret);
+    if (hrc == CAT_AGAIN)
+        return CAT_AGAIN;
+    if (hrc != CAT_OK) {
         if (s->tio.client_cert_requested && !(c->flags & CONN_F_INTERCEPTED))
             return intercept_abandon_for_client_cert(c);
         char d[256];
@@ -472,20 +460,11 @@ intercept_st_cli_tls(struct conn *c, unsigned ev)
         c->err = CONN_ERR_CLI_TLS;
         return CAT_ERR;
     }
-    if (s->ssl != NULL && s->up_ssl == NULL && c->lsn_type == CFG_LSN_HTTPS) {
-        /* The session so far is the client's TLS to the proxy: ours goes inside it. */
-        s->up_ssl = s->ssl;
-        s->up_tio = s->tio;
-        wolfSSL_SetIOReadCtx(s->up_ssl, &s->up_tio);
-        wolfSSL_SetIOWriteCtx(s->up_ssl, &s->up_tio);
-        s->ssl = NULL;
-    }
+    if (s->ssl != NULL && s->up_ssl == NULL && c->lsn_type == CFG_LSN_HTTPS)
+        conn_side_tls_nest(s); /* the client's TLS to the proxy: ours goes inside it */
     if (s->ssl == NULL) {
-        s->tio = (struct tls_io){.fd = s->fd, .replay = &s->replay, .watch_alerts = true};
-        if (s->up_ssl != NULL) {
-            s->tio.under = s->up_ssl;
-            s->tio.under_io = &s->up_tio;
-        }
+        conn_side_tls_io(s, &s->replay);
+        s->tio.watch_alerts = true; /* a client refusing our certificate (pinning) */
         s->ssl = tls_session_new(emu_leaf_ctx(c->leaf), &s->tio);
         if (s->ssl == NULL) {
             c->err = CONN_ERR_NOMEM;
@@ -499,13 +478,11 @@ intercept_st_cli_tls(struct conn *c, unsigned ev)
             log_warn(LOG_FAC_SSL, c, "cannot mirror the origin's TLS version");
         conn_timer_once(c, c->cfg->timeouts.tls_handshake_ms);
     }
-    int ret = wolfSSL_accept(s->ssl);
-    if (ret != WOLFSSL_SUCCESS) {
-        int e = wolfSSL_get_error(s->ssl, ret);
-        if (e == WOLFSSL_ERROR_WANT_READ || e == WOLFSSL_ERROR_WANT_WRITE) {
-            conn_side_want(c, s, e == WOLFSSL_ERROR_WANT_READ ? EV_READ : EV_WRITE);
-            return CAT_AGAIN;
-        }
+    int ret;
+    int hrc = conn_side_handshake(c, s, false, &ret);
+    if (hrc == CAT_AGAIN)
+        return CAT_AGAIN;
+    if (hrc != CAT_OK) {
         char d[256];
         tls_describe_error(s->ssl, ret, d, sizeof(d));
         /* Blame decides the level: a client refusing our leaf is expected
