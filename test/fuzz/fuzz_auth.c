@@ -7,20 +7,11 @@
  * the password holds no control byte. Never crash, never leak.
  */
 #include "core/auth.c"
+#include "test/fuzz/fuzz.h"
 
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
-
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
-#define FUZZ_CHECK(x)                                                                              \
-    do {                                                                                           \
-        if (!(x)) {                                                                                \
-            fprintf(stderr, "fuzz_auth: invariant failed: %s (line %d)\n", #x, __LINE__);          \
-            abort();                                                                               \
-        }                                                                                          \
-    } while (0)
 
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)

@@ -5,14 +5,13 @@
  * cache holds one entry so every input is emulated afresh.
  */
 #include "emulation/emu.h"
+#include "test/fuzz/fuzz.h"
 
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
-
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 static struct emu *fuzz_emu;
 static char fuzz_dir[300];

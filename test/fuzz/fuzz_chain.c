@@ -11,14 +11,13 @@
 #include "core/aia.h"
 #include "core/val_int.h"
 #include "core/validate.h"
+#include "test/fuzz/fuzz.h"
 
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 /* test/unit/data/validate/root.pem and rsaroot.pem */
 static const char fuzz_roots[] =

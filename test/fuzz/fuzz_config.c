@@ -6,6 +6,7 @@
  * that starts with the file name. Short inputs also go to the scalar parsers.
  */
 #include "core/cfg.h"
+#include "test/fuzz/fuzz.h"
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -14,17 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
 /* abort() rather than assert(): the check must survive NDEBUG and the plain replay build. */
-#define FUZZ_CHECK(x)                                                                              \
-    do {                                                                                           \
-        if (!(x)) {                                                                                \
-            fprintf(stderr, "fuzz_config: check failed: %s (line %d)\n", #x, __LINE__);            \
-            abort();                                                                               \
-        }                                                                                          \
-    } while (0)
-
 static void
 fuzz_check_path(const char *p)
 {

@@ -9,6 +9,7 @@
  */
 #include "core/cpl.h"
 #include "core/cpl_int.h"
+#include "test/fuzz/fuzz.h"
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -18,17 +19,7 @@
 #include <string.h>
 #include <strings.h>
 
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
 /* abort() rather than assert(): the check must survive NDEBUG and the plain replay build. */
-#define FUZZ_CHECK(x)                                                                              \
-    do {                                                                                           \
-        if (!(x)) {                                                                                \
-            fprintf(stderr, "fuzz_cpl: check failed: %s (line %d)\n", #x, __LINE__);               \
-            abort();                                                                               \
-        }                                                                                          \
-    } while (0)
-
 static const char fuzz_cats_text[] = "[financial]\n.bank.example\nonline.bank2.example\n"
                                      "[webmail]\n.mail.example\n[Social Networking]\n"
                                      ".social.example\nbank.example\n";

@@ -6,23 +6,14 @@
  * (a prefix answers CAT_AGAIN or what the whole answers, identically on OK).
  */
 #include "core/detect.h"
+#include "test/fuzz/fuzz.h"
 
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
 /* abort() rather than assert(): the check must survive NDEBUG and the plain replay build. */
-#define FUZZ_CHECK(x) \
-    do { \
-        if (!(x)) { \
-            fprintf(stderr, "fuzz_hello: check failed: %s (line %d)\n", #x, __LINE__); \
-            abort(); \
-        } \
-    } while (0)
-
 /* Bounds the prefix replays: at most about this many per input. */
 #define FUZZ_PREFIXES 96
 

@@ -7,21 +7,12 @@
  * and split consistency) abort() on violation so the fuzzer reports them.
  */
 #include "core/http.h"
+#include "test/fuzz/fuzz.h"
 
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
-#define FUZZ_CHECK(x)                                                                              \
-    do {                                                                                           \
-        if (!(x)) {                                                                                \
-            fprintf(stderr, "fuzz_http: invariant failed: %s (line %d)\n", #x, __LINE__);          \
-            abort();                                                                               \
-        }                                                                                          \
-    } while (0)
 
 static bool
 fuzz_within(struct http_str s, const char *buf, size_t len)

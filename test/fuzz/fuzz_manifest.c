@@ -11,6 +11,7 @@
  * an accepted bundle keeps every promise of core/bundle.h.
  */
 #include "core/bundle.h"
+#include "test/fuzz/fuzz.h"
 
 #include <stdint.h>
 #include <stdio.h>
@@ -20,17 +21,7 @@
 #include <wolfssl/options.h>
 #include <wolfssl/wolfcrypt/ed25519.h>
 
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
 /* abort() rather than assert(): the check must survive NDEBUG and the plain replay build. */
-#define FUZZ_CHECK(x)                                                                              \
-    do {                                                                                           \
-        if (!(x)) {                                                                                \
-            fprintf(stderr, "fuzz_manifest: check failed: %s (line %d)\n", #x, __LINE__);          \
-            abort();                                                                               \
-        }                                                                                          \
-    } while (0)
-
 #define FUZZ_MAX (256 * 1024)
 
 static struct bdl_privkey fuzz_key;

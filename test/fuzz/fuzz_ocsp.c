@@ -9,11 +9,10 @@
  */
 #include "core/rev_crl.c"
 #include "core/rev_ocsp.c"
+#include "test/fuzz/fuzz.h"
 
 #include <stdint.h>
 #include <stdlib.h>
-
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 /* BEGIN FIXTURES (written by test/unit/data/revoke/make.sh) */
 #define FUZZ_NOW ((int64_t)1796025374)

@@ -6,6 +6,7 @@
  * address and host agree, replies parse back) abort() on violation.
  */
 #include "core/socks.h"
+#include "test/fuzz/fuzz.h"
 
 #include <stdint.h>
 #include <stdio.h>
@@ -14,16 +15,6 @@
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
-
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
-#define FUZZ_CHECK(x)                                                                              \
-    do {                                                                                           \
-        if (!(x)) {                                                                                \
-            fprintf(stderr, "fuzz_socks: invariant failed: %s (line %d)\n", #x, __LINE__);         \
-            abort();                                                                               \
-        }                                                                                          \
-    } while (0)
 
 static bool
 fuzz_host_char(unsigned char c)

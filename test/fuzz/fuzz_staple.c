@@ -7,23 +7,14 @@
  * whose sizes come from the input itself).
  */
 #include "core/staple.h"
+#include "test/fuzz/fuzz.h"
 
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
 /* abort() rather than assert(): the check must survive NDEBUG and the plain replay build. */
-#define FUZZ_CHECK(x) \
-    do { \
-        if (!(x)) { \
-            fprintf(stderr, "fuzz_staple: check failed: %s (line %d)\n", #x, __LINE__); \
-            abort(); \
-        } \
-    } while (0)
-
 /* Feeds data in pieces of at most `step` bytes (0: sizes taken from the data). */
 static void
 fuzz_feed(struct staple *s, const uint8_t *data, size_t size, size_t step)
