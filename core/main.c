@@ -267,6 +267,10 @@ main(int argc, char **argv)
                    cfg_listener_type_name(main_cfg->listeners[i].type));
     log_notice(LOG_FAC_MAIN, NULL, "catena %s started: node %s, %u workers, pid %ld",
                CATENA_VERSION, main_cfg->node_name, main_cfg->workers, (long)getpid());
+    if (geteuid() == 0)
+        log_notice(LOG_FAC_MAIN, NULL, "running as root, which catena does not need: an "
+                   "unprivileged user with CAP_NET_BIND_SERVICE (and CAP_NET_ADMIN for tproxy) "
+                   "is enough (contrib/systemd/catena.service)");
 
     ev_run(loop, 0);
 
