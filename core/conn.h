@@ -10,6 +10,7 @@
 
 #include "core/attr.h"
 #include "core/cfg.h"
+#include "core/dlist.h"
 #include "core/http.h"
 #include "core/log.h"
 #include "core/policy.h"
@@ -204,7 +205,7 @@ struct conn {
     const struct cfg_listener *lsn; /* borrowed from c->cfg; NULL if gone in a reload */
     struct cfg *cfg;               /* ref: the config it started with */
     struct conn *next_free;        /* deferred-free list link */
-    struct conn *prev, *next;      /* the worker's list of live connections */
+    struct dlist_link link;        /* in the worker's list of live connections */
 
     struct sockaddr_storage cli_addr;  /* the client */
     struct sockaddr_storage local_addr;/* our address the client reached */

@@ -9,6 +9,7 @@
  */
 #include "core/probe.h"
 
+#include "core/dlist.h"
 #include "core/log.h"
 #include "core/staple.h"
 #include "core/tls.h"
@@ -425,14 +426,14 @@ struct probe_entry {
     struct probe_verdict v;
     double expires;             /* CLOCK_MONOTONIC seconds */
     struct probe_entry *hnext;  /* hash chain */
-    struct probe_entry *prev, *next; /* LRU: head is the most recent */
+    struct dlist_link lru;      /* in probe_lru */
 };
 
 #define PROBE_BUCKETS 4096
 
 static pthread_mutex_t probe_mtx = PTHREAD_MUTEX_INITIALIZER;
 static struct probe_entry *probe_table[PROBE_BUCKETS];
-static struct probe_entry *probe_lru_head, *probe_lru_tail;
+static struct dlist probe_lru; /* struct probe_entry: head is the most recent */
 static unsigned probe_entries;
 
 static double
@@ -452,31 +453,6 @@ probe_hash(const char *s)
     return h % PROBE_BUCKETS;
 }
 
-static void
-probe_lru_unlink(struct probe_entry *e)
-{
-    if (e->prev != NULL)
-        e->prev->next = e->next;
-    else
-        probe_lru_head = e->next;
-    if (e->next != NULL)
-        e->next->prev = e->prev;
-    else
-        probe_lru_tail = e->prev;
-    e->prev = e->next = NULL;
-}
-
-static void
-probe_lru_push(struct probe_entry *e)
-{
-    e->next = probe_lru_head;
-    if (probe_lru_head != NULL)
-        probe_lru_head->prev = e;
-    probe_lru_head = e;
-    if (probe_lru_tail == NULL)
-        probe_lru_tail = e;
-}
-
 /* Removes e from the hash and the LRU and frees it. Locked. */
 static void
 probe_entry_drop(struct probe_entry *e)
@@ -485,7 +461,7 @@ probe_entry_drop(struct probe_entry *e)
     while (*pp != e)
         pp = &(*pp)->hnext;
     *pp = e->hnext;
-    probe_lru_unlink(e);
+    dlist_unlink(&probe_lru, &e->lru);
     free(e->key);
     free(e);
     probe_entries--;
@@ -512,8 +488,7 @@ probe_cache_get(const char *key, struct probe_verdict *v)
     }
     if (e != NULL) {
         *v = e->v;
-        probe_lru_unlink(e);
-        probe_lru_push(e);
+        dlist_move_head(&probe_lru, &e->lru);
         hit = true;
     }
     pthread_mutex_unlock(&probe_mtx);
@@ -539,13 +514,15 @@ probe_cache_put(const char *key, const struct probe_verdict *v, unsigned ttl_ms,
         e->hnext = probe_table[h];
         probe_table[h] = e;
         probe_entries++;
+        dlist_push_head(&probe_lru, &e->lru);
     } else {
-        probe_lru_unlink(e);
+        dlist_move_head(&probe_lru, &e->lru);
     }
     e->v = *v;
     e->expires = probe_now() + ttl_ms / 1000.0;
-    probe_lru_push(e);
-    while (probe_entries > max_entries && probe_lru_tail != NULL)
-        probe_entry_drop(probe_lru_tail);
+    struct probe_entry *tail;
+    while (probe_entries > max_entries &&
+           (tail = DLIST_LAST(&probe_lru, struct probe_entry, lru)) != NULL)
+        probe_entry_drop(tail);
     pthread_mutex_unlock(&probe_mtx);
 }

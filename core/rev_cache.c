@@ -8,6 +8,8 @@
  */
 #include "core/rev_int.h"
 
+#include "core/dlist.h"
+
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,8 +19,8 @@
 #include <wolfssl/wolfcrypt/sha256.h>
 
 struct rev_centry {
-    struct rev_centry *hnext;       /* bucket chain */
-    struct rev_centry *prev, *next; /* LRU list, most recent first */
+    struct rev_centry *hnext; /* bucket chain */
+    struct dlist_link lru;    /* in rev_lru.lru */
     uint8_t key[REV_KEY_LEN];
     int64_t expires;
     size_t bytes;
@@ -29,7 +31,7 @@ struct rev_centry {
 struct rev_lru {
     struct rev_centry **buckets; /* owned */
     size_t mask;                 /* buckets - 1 (a power of two) */
-    struct rev_centry *head, *tail;
+    struct dlist lru;            /* owned: struct rev_centry, most recent first */
     size_t n, bytes;
     size_t max_n, max_bytes; /* max_bytes 0: no bound */
 };
@@ -105,14 +107,7 @@ rev_lru_unlink(struct rev_lru *l, struct rev_centry *e)
     while (*pp != e)
         pp = &(*pp)->hnext;
     *pp = e->hnext;
-    if (e->prev != NULL)
-        e->prev->next = e->next;
-    else
-        l->head = e->next;
-    if (e->next != NULL)
-        e->next->prev = e->prev;
-    else
-        l->tail = e->prev;
+    dlist_unlink(&l->lru, &e->lru);
     l->n--;
     l->bytes -= e->bytes;
 }
@@ -128,8 +123,9 @@ rev_lru_remove(struct rev_lru *l, struct rev_centry *e)
 static void
 rev_lru_clear(struct rev_lru *l)
 {
-    while (l->head != NULL)
-        rev_lru_remove(l, l->head);
+    struct rev_centry *e;
+    while ((e = DLIST_FIRST(&l->lru, struct rev_centry, lru)) != NULL)
+        rev_lru_remove(l, e);
 }
 
 static void
@@ -143,8 +139,10 @@ rev_lru_fini(struct rev_lru *l)
 static void
 rev_lru_evict(struct rev_lru *l)
 {
-    while (l->tail != NULL && (l->n > l->max_n || (l->max_bytes && l->bytes > l->max_bytes)))
-        rev_lru_remove(l, l->tail);
+    struct rev_centry *e;
+    while ((e = DLIST_LAST(&l->lru, struct rev_centry, lru)) != NULL &&
+           (l->n > l->max_n || (l->max_bytes && l->bytes > l->max_bytes)))
+        rev_lru_remove(l, e);
 }
 
 /* The live entry for key, made most recent; an expired one is dropped. */
@@ -162,17 +160,7 @@ rev_lru_get(struct rev_lru *l, const uint8_t key[REV_KEY_LEN], int64_t now)
         rev_lru_remove(l, e);
         return NULL;
     }
-    if (e != l->head) {
-        e->prev->next = e->next;
-        if (e->next != NULL)
-            e->next->prev = e->prev;
-        else
-            l->tail = e->prev;
-        e->prev = NULL;
-        e->next = l->head;
-        l->head->prev = e;
-        l->head = e;
-    }
+    dlist_move_head(&l->lru, &e->lru);
     return e;
 }
 
@@ -194,13 +182,7 @@ rev_lru_put(struct rev_lru *l, struct rev_centry *e)
     }
     e->hnext = l->buckets[b];
     l->buckets[b] = e;
-    e->prev = NULL;
-    e->next = l->head;
-    if (l->head != NULL)
-        l->head->prev = e;
-    l->head = e;
-    if (l->tail == NULL)
-        l->tail = e;
+    dlist_push_head(&l->lru, &e->lru);
     l->n++;
     l->bytes += e->bytes;
     rev_lru_evict(l);

@@ -10,6 +10,7 @@
  */
 #include "core/revoke.h"
 
+#include "core/dlist.h"
 #include "core/fetch.h"
 #include "core/log.h"
 #include "core/rev_int.h"
@@ -38,8 +39,8 @@ enum rev_q_state {
 };
 
 struct rev_query {
-    struct rev_job *job; /* borrowed: the check it waits for */
-    struct rev_query *prev, *next;
+    struct rev_job *job;    /* borrowed: the check it waits for */
+    struct dlist_link link; /* in job->queries */
     rev_cb *cb;
     void *arg;
     enum rev_q_state state;
@@ -55,7 +56,7 @@ struct rev_crlf;
 
 struct rev_job {
     struct rev_ctx *r;            /* borrowed: owner */
-    struct rev_job *prev, *next;  /* in r->jobs */
+    struct dlist_link link;       /* in r->jobs */
     uint8_t key[REV_KEY_LEN];     /* rev_answer_key() */
     uint8_t *der;                 /* owned: the certificate, then the issuer */
     struct rev_cert cert, issuer; /* views into der */
@@ -66,7 +67,7 @@ struct rev_job {
     struct fetch *f;           /* owned: OCSP request in flight */
     struct rev_crlf *crlf;     /* borrowed: CRL download waited for */
     struct rev_job *crlf_next; /* in crlf->waiters */
-    struct rev_query *queries; /* owned */
+    struct dlist queries;      /* owned: struct rev_query */
     ev_timer deadline;
     ev_timer kick;
     struct rev_answer ans;
@@ -76,7 +77,7 @@ struct rev_job {
 /* One CRL being downloaded for one issuer; the jobs that wait for it. */
 struct rev_crlf {
     struct rev_ctx *r;
-    struct rev_crlf *prev, *next; /* in r->crlfs */
+    struct dlist_link link; /* in r->crlfs */
     char url[FETCH_MAX_URL];
     uint8_t *issuer_der; /* owned */
     struct rev_cert issuer;
@@ -89,8 +90,8 @@ struct rev_ctx {
     struct res *res;      /* borrowed: the worker's */
     unsigned timeout_ms;
     size_t ocsp_max, crl_max;
-    struct rev_job *jobs;   /* owned: checks in flight */
-    struct rev_crlf *crlfs; /* owned: CRL downloads in flight */
+    struct dlist jobs;  /* owned: struct rev_job, checks in flight */
+    struct dlist crlfs; /* owned: struct rev_crlf, CRL downloads in flight */
     struct rev_stats st;
 };
 
@@ -180,11 +181,8 @@ rev_job_free(struct rev_job *j)
     ev_timer_stop(r->loop, &j->deadline);
     ev_timer_stop(r->loop, &j->kick);
     fetch_cancel(j->f);
-    while (j->queries != NULL) {
-        struct rev_query *q = j->queries;
-        j->queries = q->next;
+    DLIST_FOREACH_SAFE(q, &j->queries, struct rev_query, link)
         free(q);
-    }
     free(j->der);
     free(j);
 }
@@ -205,17 +203,12 @@ rev_crlf_detach(struct rev_job *j)
     j->crlf_next = NULL;
 }
 
+/* Out of r->jobs; a job already out stays out. */
 static void
 rev_job_unlink(struct rev_job *j)
 {
-    struct rev_ctx *r = j->r;
-    if (j->prev != NULL)
-        j->prev->next = j->next;
-    else if (r->jobs == j)
-        r->jobs = j->next;
-    if (j->next != NULL)
-        j->next->prev = j->prev;
-    j->prev = j->next = NULL;
+    if (dlist_linked(&j->r->jobs, &j->link))
+        dlist_unlink(&j->r->jobs, &j->link);
 }
 
 static void
@@ -224,11 +217,9 @@ rev_kick_cb(struct ev_loop *loop, ev_timer *w, int revents)
     struct rev_job *j = w->data;
     /* Out of the table first: a callback checking the same certificate finds the cache. */
     rev_job_unlink(j);
-    while (j->queries != NULL) {
-        struct rev_query *q = j->queries;
-        j->queries = q->next;
-        if (j->queries != NULL)
-            j->queries->prev = NULL;
+    struct rev_query *q;
+    while ((q = DLIST_FIRST(&j->queries, struct rev_query, link)) != NULL) {
+        dlist_unlink(&j->queries, &q->link);
         q->state = REV_Q_FIRING;
         q->cb(q->arg, &j->ans);
         free(q);
@@ -277,13 +268,7 @@ rev_cancel(struct rev_query *q)
 {
     if (q == NULL || q->state == REV_Q_FIRING)
         return;
-    struct rev_job *j = q->job;
-    if (q->prev != NULL)
-        q->prev->next = q->next;
-    else
-        j->queries = q->next;
-    if (q->next != NULL)
-        q->next->prev = q->prev;
+    dlist_unlink(&q->job->queries, &q->link);
     free(q);
 }
 
@@ -330,18 +315,13 @@ rev_ocsp_cb(void *arg, const struct fetch_result *res)
     rev_job_verdict(j, "OCSP", j->url, &v);
 }
 
-/* Out of r->crlfs: no job joins it any more. */
+/* Out of r->crlfs: no job joins it any more. A download already out stays out
+ * (rev_crlf_cb unlinks it before rev_crlf_free does). */
 static void
 rev_crlf_unlink(struct rev_crlf *c)
 {
-    struct rev_ctx *r = c->r;
-    if (c->prev != NULL)
-        c->prev->next = c->next;
-    else if (r->crlfs == c)
-        r->crlfs = c->next;
-    if (c->next != NULL)
-        c->next->prev = c->prev;
-    c->prev = c->next = NULL;
+    if (dlist_linked(&c->r->crlfs, &c->link))
+        dlist_unlink(&c->r->crlfs, &c->link);
 }
 
 static void
@@ -402,16 +382,23 @@ rev_crlf_cb(void *arg, const struct fetch_result *res)
     rev_crlf_free(c);
 }
 
+/* The download of j's url for j's issuer in flight, or NULL. */
+static struct rev_crlf *
+rev_crlf_find(const struct rev_job *j)
+{
+    DLIST_FOREACH_SAFE(c, &j->r->crlfs, struct rev_crlf, link)
+        if (strcmp(c->url, j->url) == 0 &&
+            rev_span_eq(c->issuer.spki, j->issuer.spki.p, j->issuer.spki.len))
+            return c;
+    return NULL;
+}
+
 /* Joins the download of url for j's issuer, starting it if nobody has. */
 static int
 rev_crlf_join(struct rev_job *j)
 {
     struct rev_ctx *r = j->r;
-    struct rev_crlf *c;
-    for (c = r->crlfs; c != NULL; c = c->next)
-        if (strcmp(c->url, j->url) == 0 &&
-            rev_span_eq(c->issuer.spki, j->issuer.spki.p, j->issuer.spki.len))
-            break;
+    struct rev_crlf *c = rev_crlf_find(j);
     if (c == NULL) {
         const char *err;
         c = calloc(1, sizeof(*c));
@@ -437,10 +424,7 @@ rev_crlf_join(struct rev_job *j)
             free(c);
             return CAT_ERR;
         }
-        c->next = r->crlfs;
-        if (r->crlfs != NULL)
-            r->crlfs->prev = c;
-        r->crlfs = c;
+        dlist_push_head(&r->crlfs, &c->link);
         r->st.crl_fetches++;
     }
     j->crlf = c;
@@ -549,10 +533,11 @@ rev_ctx_free(struct rev_ctx *r)
 {
     if (r == NULL)
         return;
-    while (r->crlfs != NULL)
-        rev_crlf_free(r->crlfs);
-    while (r->jobs != NULL) {
-        struct rev_job *j = r->jobs;
+    struct rev_crlf *c;
+    while ((c = DLIST_FIRST(&r->crlfs, struct rev_crlf, link)) != NULL)
+        rev_crlf_free(c);
+    struct rev_job *j;
+    while ((j = DLIST_FIRST(&r->jobs, struct rev_job, link)) != NULL) {
         rev_job_unlink(j);
         rev_job_free(j);
     }
@@ -635,6 +620,16 @@ rev_try_now(const struct rev_cert *cert, const struct rev_cert *issuer, const st
     return true;
 }
 
+/* The check of key in flight that has no answer yet, or NULL. */
+static struct rev_job *
+rev_job_find(const struct rev_ctx *r, const uint8_t key[REV_KEY_LEN])
+{
+    DLIST_FOREACH_SAFE(j, &r->jobs, struct rev_job, link)
+        if (memcmp(j->key, key, REV_KEY_LEN) == 0 && j->st != REV_JOB_DONE)
+            return j;
+    return NULL;
+}
+
 int
 rev_check(struct rev_ctx *r, const uint8_t *cert, size_t cert_len, const uint8_t *issuer,
           size_t issuer_len, struct rev_answer *out, rev_cb *cb, void *arg, struct rev_query **qp)
@@ -681,10 +676,7 @@ rev_check(struct rev_ctx *r, const uint8_t *cert, size_t cert_len, const uint8_t
     q->cb = cb;
     q->arg = arg;
 
-    struct rev_job *j;
-    for (j = r->jobs; j != NULL; j = j->next)
-        if (memcmp(j->key, key, REV_KEY_LEN) == 0 && j->st != REV_JOB_DONE)
-            break;
+    struct rev_job *j = rev_job_find(r, key);
     if (j != NULL) {
         r->st.coalesced++;
     } else {
@@ -707,20 +699,14 @@ rev_check(struct rev_ctx *r, const uint8_t *cert, size_t cert_len, const uint8_t
         j->deadline.data = j;
         ev_timer_init(&j->kick, rev_kick_cb, 0., 0.);
         j->kick.data = j;
-        j->next = r->jobs;
-        if (r->jobs != NULL)
-            r->jobs->prev = j;
-        r->jobs = j;
+        dlist_push_head(&r->jobs, &j->link);
         ev_now_update(r->loop);
         ev_timer_start(r->loop, &j->deadline);
         /* Any answer found on the way is delivered through the kick timer. */
         rev_job_next(j);
     }
     q->job = j;
-    q->next = j->queries;
-    if (j->queries != NULL)
-        j->queries->prev = q;
-    j->queries = q;
+    dlist_push_head(&j->queries, &q->link);
     *qp = q;
     return CAT_AGAIN;
 }

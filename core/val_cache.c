@@ -7,6 +7,8 @@
  */
 #include "core/val_int.h"
 
+#include "core/dlist.h"
+
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,8 +16,8 @@
 struct val_cache_ent {
     uint8_t key[32];
     time_t created, expires;
-    struct val_cache_ent *hnext;       /* bucket chain */
-    struct val_cache_ent *prev, *next; /* LRU: head is the most recent */
+    struct val_cache_ent *hnext; /* bucket chain */
+    struct dlist_link lru;       /* in val_cache.lru */
     struct val_result res;
 };
 
@@ -25,7 +27,7 @@ struct val_cache {
     unsigned ttl;
     size_t mask;                    /* buckets - 1 */
     struct val_cache_ent **buckets; /* owned array; entries owned via the LRU list */
-    struct val_cache_ent *head, *tail;
+    struct dlist lru;               /* struct val_cache_ent: head is the most recent */
     uint64_t hits, misses;
 };
 
@@ -57,10 +59,8 @@ val_cache_free(struct val_cache *c)
 {
     if (c == NULL)
         return;
-    for (struct val_cache_ent *e = c->head, *nx; e != NULL; e = nx) {
-        nx = e->next;
+    DLIST_FOREACH_SAFE(e, &c->lru, struct val_cache_ent, lru)
         free(e);
-    }
     pthread_mutex_destroy(&c->mtx);
     free(c->buckets);
     free(c);
@@ -73,32 +73,6 @@ val_cache_bucket(const struct val_cache *c, const uint8_t key[32])
     uint64_t h;
     memcpy(&h, key, sizeof(h));
     return (size_t)h & c->mask;
-}
-
-static void
-val_cache_unlink_lru(struct val_cache *c, struct val_cache_ent *e)
-{
-    if (e->prev != NULL)
-        e->prev->next = e->next;
-    else
-        c->head = e->next;
-    if (e->next != NULL)
-        e->next->prev = e->prev;
-    else
-        c->tail = e->prev;
-    e->prev = e->next = NULL;
-}
-
-static void
-val_cache_push_head(struct val_cache *c, struct val_cache_ent *e)
-{
-    e->prev = NULL;
-    e->next = c->head;
-    if (c->head != NULL)
-        c->head->prev = e;
-    c->head = e;
-    if (c->tail == NULL)
-        c->tail = e;
 }
 
 static void
@@ -125,7 +99,7 @@ static void
 val_cache_drop(struct val_cache *c, struct val_cache_ent *e)
 {
     val_cache_unlink_hash(c, e);
-    val_cache_unlink_lru(c, e);
+    dlist_unlink(&c->lru, &e->lru);
     free(e);
     c->n--;
 }
@@ -142,8 +116,7 @@ val_cache_get(struct val_cache *c, const uint8_t key[32], time_t now, struct val
     }
     if (e != NULL) {
         *out = e->res;
-        val_cache_unlink_lru(c, e);
-        val_cache_push_head(c, e);
+        dlist_move_head(&c->lru, &e->lru);
         c->hits++;
         hit = true;
     } else {
@@ -164,19 +137,18 @@ val_cache_put(struct val_cache *c, const uint8_t key[32], const struct val_resul
         return;
     pthread_mutex_lock(&c->mtx);
     struct val_cache_ent *e = val_cache_find(c, key);
+    if (e == NULL && c->n >= c->cap)
+        e = DLIST_LAST(&c->lru, struct val_cache_ent, lru); /* recycle the least recently used */
     if (e != NULL) {
         val_cache_unlink_hash(c, e);
-        val_cache_unlink_lru(c, e);
-    } else if (c->n >= c->cap) {
-        e = c->tail; /* recycle the least recently used */
-        val_cache_unlink_hash(c, e);
-        val_cache_unlink_lru(c, e);
+        dlist_unlink(&c->lru, &e->lru);
     } else {
         e = malloc(sizeof(*e));
         if (e == NULL) {
             pthread_mutex_unlock(&c->mtx);
             return;
         }
+        e->lru = (struct dlist_link){NULL, NULL};
         c->n++;
     }
     memcpy(e->key, key, 32);
@@ -186,7 +158,7 @@ val_cache_put(struct val_cache *c, const uint8_t key[32], const struct val_resul
     size_t b = val_cache_bucket(c, key);
     e->hnext = c->buckets[b];
     c->buckets[b] = e;
-    val_cache_push_head(c, e);
+    dlist_push_head(&c->lru, &e->lru);
     pthread_mutex_unlock(&c->mtx);
 }
 

@@ -241,11 +241,7 @@ worker_lsn_stop(struct worker *w, struct lsn *ln, bool close_fd)
 void
 worker_conn_add(struct worker *w, struct conn *c)
 {
-    c->prev = NULL;
-    c->next = w->conns;
-    if (w->conns != NULL)
-        w->conns->prev = c;
-    w->conns = c;
+    dlist_push_head(&w->conns, &c->link);
     w->n_conns++;
     atomic_fetch_add_explicit(&worker_conn_count, 1, memory_order_relaxed);
 }
@@ -253,13 +249,7 @@ worker_conn_add(struct worker *w, struct conn *c)
 void
 worker_conn_remove(struct worker *w, struct conn *c)
 {
-    if (c->prev != NULL)
-        c->prev->next = c->next;
-    else
-        w->conns = c->next;
-    if (c->next != NULL)
-        c->next->prev = c->prev;
-    c->prev = c->next = NULL;
+    dlist_unlink(&w->conns, &c->link);
     w->n_conns--;
     atomic_fetch_sub_explicit(&worker_conn_count, 1, memory_order_relaxed);
 }
@@ -327,7 +317,7 @@ worker_apply_update(struct worker *w, struct worker_update *u)
         struct rev_ctx *old_rev = w->rev;
         w->res = r;
         w->rev = rev_ctx_new(w->loop, r, w->cfg->validation.revocation_timeout_ms);
-        for (struct conn *c = w->conns; c != NULL; c = c->next)
+        DLIST_FOREACH_SAFE(c, &w->conns, struct conn, link)
             conn_resolver_changed(c);
         rev_ctx_free(old_rev);
         pull_update(w); /* its fetch used the old resolver */
@@ -344,7 +334,7 @@ worker_drain_timeout_cb(struct ev_loop *loop, ev_timer *t, int revents)
     if (w->n_conns > 0)
         log_notice(LOG_FAC_MAIN, NULL, "worker %u: drain period over, closing %u connections",
                    w->idx, w->n_conns);
-    for (struct conn *c = w->conns; c != NULL; c = c->next)
+    DLIST_FOREACH_SAFE(c, &w->conns, struct conn, link)
         conn_close(c, CONN_ERR_SHUTDOWN);
 }
 
@@ -357,7 +347,7 @@ worker_start_drain(struct worker *w)
     for (size_t i = 0; i < w->n_lsns; i++)
         worker_lsn_stop(w, &w->lsns[i], true);
     w->n_lsns = 0;
-    for (struct conn *c = w->conns; c != NULL; c = c->next)
+    DLIST_FOREACH_SAFE(c, &w->conns, struct conn, link)
         conn_drain(c);
     ev_timer_set(&w->drain_timer, w->cfg->timeouts.drain_ms / 1000.0, 0.);
     ev_timer_start(w->loop, &w->drain_timer);

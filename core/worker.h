@@ -12,6 +12,7 @@
 
 #include "core/attr.h"
 #include "core/cfg.h"
+#include "core/dlist.h"
 
 #include <pthread.h>
 #include <stdatomic.h>
@@ -66,7 +67,7 @@ struct worker {
     size_t n_lsns;
     bool draining;
 
-    struct conn *conns;          /* live connections (doubly linked) */
+    struct dlist conns;          /* live connections (struct conn, by link) */
     struct conn *free_list;      /* closed, to free after callbacks unwind */
     unsigned n_conns;
     uint64_t next_id;

@@ -29,8 +29,8 @@ enum res_q_state {
 };
 
 struct res_query {
-    struct res_pend *pend;         /* borrowed: the lookup it waits for */
-    struct res_query *prev, *next; /* in pend->callers */
+    struct res_pend *pend;  /* borrowed: the lookup it waits for */
+    struct dlist_link link; /* in pend->callers */
     res_cb *cb;
     void *arg;
     enum res_q_state state;
@@ -41,7 +41,7 @@ struct res_pend {
     struct res_hnode node; /* node.key is key[] */
     struct res *r;         /* borrowed: owner */
     struct res_pend *next_done;
-    struct res_query *callers; /* owned: may become empty, the query goes on */
+    struct dlist callers; /* owned: struct res_query; may become empty, the query goes on */
     struct res_answer ans;
     char key[RES_KEY_SIZE];
 };
@@ -117,12 +117,8 @@ res_answer_fail(struct res_answer *out, enum res_err err)
 static void
 res_pend_free(struct res_pend *p)
 {
-    struct res_query *q = p->callers;
-    while (q != NULL) {
-        struct res_query *next = q->next;
+    DLIST_FOREACH_SAFE(q, &p->callers, struct res_query, link)
         free(q);
-        q = next;
-    }
     free(p);
 }
 
@@ -141,11 +137,9 @@ res_deliver(struct res *r)
     while (list != NULL) {
         struct res_pend *p = list;
         list = p->next_done;
-        while (p->callers != NULL) {
-            struct res_query *q = p->callers;
-            p->callers = q->next;
-            if (p->callers != NULL)
-                p->callers->prev = NULL;
+        struct res_query *q;
+        while ((q = DLIST_FIRST(&p->callers, struct res_query, link)) != NULL) {
+            dlist_unlink(&p->callers, &q->link);
             q->state = RES_Q_FIRING;
             q->cb(q->arg, &p->ans);
             free(q);
@@ -325,7 +319,7 @@ res_ares_cb(void *arg, int status, int timeouts, struct ares_addrinfo *ai)
     res_cache_put(&r->cache, p->key, ev_now(r->loop), &p->ans, cache_s);
     res_log_answer(p, status, ttl, r->cache.max > 0 ? cache_s : 0);
 
-    if (p->callers == NULL) {
+    if (dlist_empty(&p->callers)) {
         free(p); /* everyone cancelled; the cache still learnt the answer */
         return;
     }
@@ -597,10 +591,7 @@ res_lookup(struct res *r, const char *host, struct res_answer *out, res_cb *cb, 
         res_htab_insert(&r->pending, &p->node);
     }
     q->pend = p;
-    q->next = p->callers;
-    if (p->callers != NULL)
-        p->callers->prev = q;
-    p->callers = q;
+    dlist_push_head(&p->callers, &q->link);
     *qp = q;
     if (hn != NULL)
         return CAT_AGAIN;
@@ -626,13 +617,7 @@ res_cancel(struct res_query *q)
     /* A callback cancelling its own query: it is already out of the list. */
     if (q == NULL || q->state == RES_Q_FIRING)
         return;
-    struct res_pend *p = q->pend;
-    if (q->prev != NULL)
-        q->prev->next = q->next;
-    else
-        p->callers = q->next;
-    if (q->next != NULL)
-        q->next->prev = q->prev;
+    dlist_unlink(&q->pend->callers, &q->link);
     free(q);
 }
 

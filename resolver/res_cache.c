@@ -159,8 +159,8 @@ res_htab_remove(struct res_htab *t, struct res_hnode *n)
 /* ---- cache ---------------------------------------------------------------- */
 
 struct res_centry {
-    struct res_hnode node;          /* node.key points at key[] below */
-    struct res_centry *prev, *next; /* LRU list */
+    struct res_hnode node; /* node.key points at key[] below */
+    struct dlist_link lru; /* in res_cache.lru */
     double expires;
     enum res_err err;
     size_t n;
@@ -178,36 +178,10 @@ res_cache_init(struct res_cache *c, size_t max, const uint64_t seed[2])
 }
 
 static void
-res_cache_unlink(struct res_cache *c, struct res_centry *e)
-{
-    if (e->prev != NULL)
-        e->prev->next = e->next;
-    else
-        c->head = e->next;
-    if (e->next != NULL)
-        e->next->prev = e->prev;
-    else
-        c->tail = e->prev;
-    e->prev = e->next = NULL;
-}
-
-static void
-res_cache_push_head(struct res_cache *c, struct res_centry *e)
-{
-    e->prev = NULL;
-    e->next = c->head;
-    if (c->head != NULL)
-        c->head->prev = e;
-    else
-        c->tail = e;
-    c->head = e;
-}
-
-static void
 res_cache_drop(struct res_cache *c, struct res_centry *e)
 {
     res_htab_remove(&c->tab, &e->node);
-    res_cache_unlink(c, e);
+    dlist_unlink(&c->lru, &e->lru);
     c->n--;
     free(e);
 }
@@ -215,13 +189,9 @@ res_cache_drop(struct res_cache *c, struct res_centry *e)
 void
 res_cache_fini(struct res_cache *c)
 {
-    struct res_centry *e = c->head;
-    while (e != NULL) {
-        struct res_centry *next = e->next;
+    DLIST_FOREACH_SAFE(e, &c->lru, struct res_centry, lru)
         free(e);
-        e = next;
-    }
-    c->head = c->tail = NULL;
+    dlist_init(&c->lru);
     c->n = 0;
     res_htab_fini(&c->tab);
 }
@@ -245,8 +215,7 @@ res_cache_get(struct res_cache *c, const char *key, double now, struct res_answe
         res_cache_drop(c, e);
         return false;
     }
-    res_cache_unlink(c, e);
-    res_cache_push_head(c, e);
+    dlist_move_head(&c->lru, &e->lru);
     out->err = e->err;
     out->n = 0;
     for (size_t i = 0; i < e->n; i++)
@@ -263,8 +232,9 @@ res_cache_put(struct res_cache *c, const char *key, double now, const struct res
     struct res_centry *old = res_cache_find(c, key);
     if (old != NULL)
         res_cache_drop(c, old);
-    while (c->n >= c->max && c->tail != NULL)
-        res_cache_drop(c, c->tail);
+    struct res_centry *tail;
+    while (c->n >= c->max && (tail = DLIST_LAST(&c->lru, struct res_centry, lru)) != NULL)
+        res_cache_drop(c, tail);
 
     size_t klen = strlen(key);
     struct res_centry *e = malloc(sizeof(*e) + klen + 1);
@@ -274,6 +244,7 @@ res_cache_put(struct res_cache *c, const char *key, double now, const struct res
     e->node.key = e->key;
     e->node.hash = res_htab_hash(&c->tab, key);
     e->node.hnext = NULL;
+    e->lru = (struct dlist_link){NULL, NULL};
     e->expires = now + ttl_s;
     e->err = ans->err;
     e->n = 0;
@@ -281,7 +252,7 @@ res_cache_put(struct res_cache *c, const char *key, double now, const struct res
         if (res_caddr_from_sa((const struct sockaddr *)&ans->addrs[i], &e->addrs[e->n]))
             e->n++;
     res_htab_insert(&c->tab, &e->node);
-    res_cache_push_head(c, e);
+    dlist_push_head(&c->lru, &e->lru);
     c->n++;
 }
 

@@ -10,6 +10,8 @@
 
 #include "resolver/res.h"
 
+#include "core/dlist.h"
+
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -114,8 +116,8 @@ struct res_centry;
 /** Answers by key, LRU-bounded; now is in seconds (ev_now() in production). */
 struct res_cache {
     struct res_htab tab;
-    struct res_centry *head, *tail; /* owned: most recently used first */
-    size_t n, max;                  /* max 0: the cache is off */
+    struct dlist lru; /* owned: struct res_centry, most recently used first */
+    size_t n, max;    /* max 0: the cache is off */
 };
 
 int res_cache_init(struct res_cache *c, size_t max, const uint64_t seed[2]) CAT_WUR
