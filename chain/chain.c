@@ -16,6 +16,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -46,6 +47,7 @@ struct chain_check {
     ev_timer timer;
     ev_io io;
     int fd;
+    ev_tstamp started; /* when the check in flight (fd >= 0) began */
 };
 
 struct chain {
@@ -378,14 +380,25 @@ chain_check_timer_cb(struct ev_loop *loop, ev_timer *t, int revents)
 {
     struct chain_check *k = t->data;
     if (k->fd >= 0) {
-        /* The previous check got no answer within the interval: failed. */
-        chain_check_close(k);
-        chain_check_result(k, false);
+        /* The previous check is still open. Its answer may only be waiting
+         * behind a busy loop (a large transfer on this worker): ask the
+         * socket itself before calling it a failure, and give it the whole
+         * connect_timeout. */
+        struct pollfd pf = {.fd = k->fd, .events = POLLOUT};
+        if (poll(&pf, 1, 0) == 1) {
+            chain_check_io_cb(loop, &k->io, EV_WRITE);
+        } else if (ev_now(loop) - k->started < k->ch->cfg->forwarding.connect_ms / 1000.0) {
+            return;
+        } else {
+            chain_check_close(k);
+            chain_check_result(k, false);
+        }
     }
     const struct cfg_fwd_host *c = k->h->cfg;
     k->fd = socket(c->addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (k->fd == -1)
         return;
+    k->started = ev_now(loop);
     if (connect(k->fd, (const struct sockaddr *)&c->addr, c->addrlen) == 0) {
         chain_check_close(k);
         chain_check_result(k, true);
