@@ -28,7 +28,7 @@ emu_cache_init(struct emu_cache *c, unsigned cap)
         return CAT_ERR;
     c->mask = n - 1;
     c->cap = cap;
-    c->lru.lnext = c->lru.lprev = &c->lru;
+    dlist_init(&c->lru);
     memset(&c->stats, 0, sizeof(c->stats));
     pthread_mutex_init(&c->mu, NULL);
     pthread_cond_init(&c->cv, NULL);
@@ -127,23 +127,6 @@ cache_unlink_hash(struct emu_cache *c, struct emu_entry *en)
     en->in_table = false;
 }
 
-static void
-cache_lru_unlink(struct emu_entry *en)
-{
-    en->lprev->lnext = en->lnext;
-    en->lnext->lprev = en->lprev;
-    en->lprev = en->lnext = NULL;
-}
-
-static void
-cache_lru_front(struct emu_cache *c, struct emu_entry *en)
-{
-    en->lnext = c->lru.lnext;
-    en->lprev = &c->lru;
-    c->lru.lnext->lprev = en;
-    c->lru.lnext = en;
-}
-
 /* Drops a pin; a detached entry nobody holds goes on *dead (freed after unlock). */
 static void
 cache_unpin(struct emu_entry *en, struct emu_entry **dead)
@@ -172,10 +155,10 @@ static void
 cache_evict(struct emu_cache *c, struct emu_entry **dead)
 {
     while (c->stats.entries > c->cap) {
-        struct emu_entry *old = c->lru.lprev;
+        struct emu_entry *old = DLIST_LAST(&c->lru, struct emu_entry, lru);
 
-        CAT_ASSERT(old != &c->lru);
-        cache_lru_unlink(old);
+        CAT_ASSERT(old != NULL);
+        dlist_unlink(&c->lru, &old->lru);
         cache_unlink_hash(c, old);
         c->stats.entries--;
         c->stats.evicted++;
@@ -223,8 +206,7 @@ emu_leaf_get(struct emu *e, const uint8_t *origin_der, size_t origin_len,
     pthread_mutex_lock(&c->mu);
     en = cache_find(c, key);
     if (en && en->state == EMU_ENT_READY) {
-        cache_lru_unlink(en);
-        cache_lru_front(c, en);
+        dlist_move_head(&c->lru, &en->lru);
         l = emu_leaf_ref(en->leaf);
         c->stats.hits++;
         pthread_mutex_unlock(&c->mu);
@@ -272,7 +254,7 @@ emu_leaf_get(struct emu *e, const uint8_t *origin_der, size_t origin_len,
         en->leaf = emu_leaf_ref(l); /* the cache's reference */
         en->state = EMU_ENT_READY;
         c->stats.created++;
-        cache_lru_front(c, en);
+        dlist_push_head(&c->lru, &en->lru);
         c->stats.entries++;
         cache_evict(c, &dead);
     } else {

@@ -7,6 +7,7 @@
 #ifndef CATENA_EMULATION_EMU_INT_H
 #define CATENA_EMULATION_EMU_INT_H
 
+#include "core/dlist.h"
 #include "emulation/emu.h"
 
 #include <pthread.h>
@@ -224,7 +225,7 @@ struct emu_entry {
     enum emu_ent_state state;
     struct emu_leaf *leaf;           /* ref, once READY */
     struct emu_entry *hnext;         /* hash chain; also the free list once detached */
-    struct emu_entry *lprev, *lnext; /* LRU list, READY entries only */
+    struct dlist_link lru;           /* in the LRU list, READY entries only */
     unsigned pins;                   /* the builder and waiters still looking at it */
     bool in_table;
     char err[192]; /* the builder's error, for its waiters */
@@ -235,7 +236,7 @@ struct emu_cache {
     pthread_cond_t cv;          /* broadcast when an entry leaves BUILDING */
     struct emu_entry **buckets; /* owned */
     size_t mask;
-    struct emu_entry lru; /* sentinel: lru.lnext is the most recent */
+    struct dlist lru;           /* READY entries, the most recent first */
     unsigned cap;
     struct emu_stats stats; /* entries = READY entries in the LRU */
 };

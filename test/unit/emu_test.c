@@ -955,11 +955,11 @@ test_cache_waiter_outcomes(void **state)
     pthread_mutex_lock(&e->cache.mu);
     en->leaf = l; /* the cache's reference, handed over */
     en->state = EMU_ENT_READY;
-    cache_lru_front(&e->cache, en);
+    dlist_push_head(&e->cache.lru, &en->lru);
     e->cache.stats.entries++;
     cache_unpin(en, &dead);
     /* Evicted while the waiter has not woken: cap is 1. */
-    cache_lru_unlink(en);
+    dlist_unlink(&e->cache.lru, &en->lru);
     cache_unlink_hash(&e->cache, en);
     e->cache.stats.entries--;
     pthread_cond_broadcast(&e->cache.cv);
