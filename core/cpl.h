@@ -53,7 +53,7 @@
  *   .hostname(name), .splash_text("text"), .splash_url("url")   <ssl-intercept>
  *   server.certificate.validate(yes|no), ...validate.ignore(all|none|LIST),
  *   ...validate.ignore.untrusted_issuer|expiration|hostname_mismatch|revocation(yes|no)  <ssl>
- *   forward(name|no)                      <forward>
+ *   forward(name|no), tier.inspect(both|edge|core)                   <forward>
  *
  * Data not known yet: a condition whose datum is NULL/0/AF_UNSPEC in the
  * cpl_txn is "unknown", and so is its negation; a rule or guard holds only if
@@ -141,6 +141,10 @@ struct cpl_trace {
     bool guard_failed;   /* the header's conditions did not hold: layer skipped */
 };
 
+/* tier.inspect(): which tier of a chain decrypts (the node config's tier.inspect
+ * when the policy says nothing). */
+enum cpl_inspect { CPL_INSPECT_UNSET = 0, CPL_INSPECT_BOTH, CPL_INSPECT_EDGE, CPL_INSPECT_CORE };
+
 /*
  * Properties. UNSET/NULL = the policy said nothing. Strings point into the
  * compiled policy and live as long as it does.
@@ -160,6 +164,7 @@ struct cpl_decision {
     bool ignore_set;            /* some ignore property was given */
     enum cpl_tri force_ssl;     /* force_protocol(ssl) -> YES, (no) -> NO */
     const char *forward;        /* forward(name); "" for forward(no): go direct */
+    enum cpl_inspect inspect;   /* tier.inspect(...): where a chain decrypts */
     /* Which rule matched in each layer run, across calls, in order; n_layers_run
      * counts every run, trace[] keeps the first CPL_MAX_LAYERS. */
     struct cpl_trace trace[CPL_MAX_LAYERS];

@@ -717,6 +717,8 @@ cpl_apply(const struct cpl *p, const struct cpl_props *pr, struct cpl_decision *
         d->force_ssl = (enum cpl_tri)pr->force_ssl;
     if (s & CPL_P_FORWARD)
         d->forward = cpl_s(p, pr->forward);
+    if (s & CPL_P_INSPECT)
+        d->inspect = (enum cpl_inspect)pr->inspect;
 }
 
 static void

@@ -94,11 +94,13 @@ enum {
     CPL_P_IGNORE = 1u << 8, /* ign_mask says which bits */
     CPL_P_FORCE = 1u << 9,
     CPL_P_FORWARD = 1u << 10,
+    CPL_P_INSPECT = 1u << 11,
 };
 
 struct cpl_props {
     uint32_t set;                                  /* CPL_P_* */
     uint8_t allow, intercept, validate, force_ssl; /* enum cpl_tri */
+    uint8_t inspect;                               /* enum cpl_inspect */
     uint8_t ign_mask, ign_val;
     bool deny_unauth;
     /* string offsets; 0 = NULL */

@@ -65,7 +65,8 @@ enum cpl_atype {
     CPL_A_YES_NO,
     CPL_A_SSL_NO,
     CPL_A_IGNORE, /* all | none | a list of error names */
-    CPL_A_FORWARD /* a forwarding host name, or no */
+    CPL_A_FORWARD, /* a forwarding host name, or no */
+    CPL_A_INSPECT  /* both | edge | core */
 };
 
 #define CPL_LM_ACCESS (CPL_LM(CPL_L_PROXY) | CPL_LM(CPL_L_SSL) | CPL_LM(CPL_L_EXCEPTION))
@@ -102,6 +103,7 @@ static const struct cpl_prop_def {
     {"force_protocol", CPL_A_SSL_NO, CPL_LM(CPL_L_PROXY) | CPL_LM(CPL_L_SSL_INTERCEPT), CPL_P_FORCE,
      0},
     {"forward", CPL_A_FORWARD, CPL_LM(CPL_L_FORWARD), CPL_P_FORWARD, 0},
+    {"tier.inspect", CPL_A_INSPECT, CPL_LM(CPL_L_FORWARD), CPL_P_INSPECT, 0},
 };
 
 static const char *const cpl_ign_names[] = {"untrusted_issuer", "expiration", "hostname_mismatch",
@@ -631,6 +633,14 @@ cpl_property(struct cpl_cc *cc, const struct cpl_tok *nt, enum cpl_in in, unsign
         } else if (!cpl_is_name(a->p, a->len)) {
             return cpl_prop_err(cc, nt, "a forwarding host name or no");
         }
+        break;
+    case CPL_A_INSPECT:
+        pr->inspect = cpl_tok_is(a, "both")   ? CPL_INSPECT_BOTH
+                      : cpl_tok_is(a, "edge") ? CPL_INSPECT_EDGE
+                      : cpl_tok_is(a, "core") ? CPL_INSPECT_CORE
+                                              : CPL_INSPECT_UNSET;
+        if (pr->inspect == CPL_INSPECT_UNSET)
+            return cpl_prop_err(cc, nt, "both, edge or core");
         break;
     }
     uint32_t *dst = NULL;

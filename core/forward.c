@@ -223,13 +223,31 @@ fwd_is_loop(const struct conn *c, const struct http_head *h)
     return false;
 }
 
+enum cfg_inspect
+fwd_inspect(const struct conn *c)
+{
+    /* The bundle's word wins: both tiers run the same one, so they agree. */
+    switch (c->pd.inspect) {
+    case CPL_INSPECT_BOTH:
+        return CFG_INSPECT_BOTH;
+    case CPL_INSPECT_EDGE:
+        return CFG_INSPECT_EDGE;
+    case CPL_INSPECT_CORE:
+        return CFG_INSPECT_CORE;
+    case CPL_INSPECT_UNSET:
+        break;
+    }
+    return c->cfg->tier.inspect;
+}
+
 int
 fwd_upstream_headers(const struct conn *c, struct buf *out)
 {
     const struct chain_host *r = c->route;
-    const char *inspect = c->cfg->tier.inspect == CFG_INSPECT_EDGE   ? "edge"
-                          : c->cfg->tier.inspect == CFG_INSPECT_CORE ? "core"
-                                                                     : "both";
+    enum cfg_inspect mode = fwd_inspect(c);
+    const char *inspect = mode == CFG_INSPECT_EDGE   ? "edge"
+                          : mode == CFG_INSPECT_CORE ? "core"
+                                                     : "both";
     if (r->auth != NULL && buf_printf(out, "Proxy-Authorization: %s\r\n", r->auth) != CAT_OK)
         return CAT_ERR;
     if (buf_printf(out, FWD_TIER_HEADER ": node=%s; bundle=%s; inspect=%s\r\n",

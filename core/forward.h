@@ -9,6 +9,7 @@
 #define CATENA_CORE_FORWARD_H
 
 #include "core/attr.h"
+#include "core/cfg.h"
 #include "core/http.h"
 #include "core/relay.h"
 
@@ -35,6 +36,9 @@ int fwd_st_up_tls(struct conn *c, unsigned ev) CAT_NONNULL(1);
 
 /** CONN_ST_CHAIN: the CONNECT exchange with the upstream. Exits: as a direct connect. */
 int fwd_st_chain(struct conn *c, unsigned ev) CAT_NONNULL(1);
+
+/** Where a chain decrypts for this connection: the policy's tier.inspect(), else the node's. */
+enum cfg_inspect fwd_inspect(const struct conn *c) CAT_NONNULL(1);
 
 /**
  * Judges the certificate of a type-https upstream (c->route) after the TLS

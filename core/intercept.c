@@ -19,6 +19,7 @@
 #include "chain/chain.h"
 #include "core/conn.h"
 #include "core/detect.h"
+#include "core/forward.h"
 #include "core/msg.h"
 #include "core/pin.h"
 #include "core/policy.h"
@@ -85,7 +86,7 @@ intercept_decide(struct conn *c)
         log_debug(LOG_FAC_SSL, c, "%s: no keyring: tunneled", c->tls_host);
         return CAT_DECLINED;
     }
-    if (c->route != NULL && c->cfg->tier.inspect == CFG_INSPECT_CORE) {
+    if (c->route != NULL && fwd_inspect(c) == CFG_INSPECT_CORE) {
         log_debug(LOG_FAC_SSL, c, "%s: the core tier inspects (tier.inspect = core)",
                   c->tls_host);
         return CAT_DECLINED;

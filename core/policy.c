@@ -313,6 +313,8 @@ pol_eval(const struct pol *p, enum cpl_layer l, const struct cpl_txn *t, struct 
         o->force_ssl = d.force_ssl;
     if (d.forward != NULL)
         o->forward = d.forward;
+    if (d.inspect != CPL_INSPECT_UNSET)
+        o->inspect = d.inspect;
 }
 
 void

@@ -81,6 +81,7 @@ struct pol_out {
     unsigned ignore;            /* VAL_E_* the policy ignores */
     enum cpl_tri force_ssl;     /* force_protocol(ssl) */
     const char *forward;        /* forward(name); "" = direct */
+    enum cpl_inspect inspect;   /* tier.inspect(); UNSET: the node config's */
 };
 
 /** Evaluates the layers of one kind and merges what they said into o. */

@@ -216,7 +216,7 @@ verify_decide(struct conn *c)
     ev_timer_stop(c->w->loop, &c->timer);
     if (cc->errors != cc->final)
         log_info(LOG_FAC_SSL, c, "certificate errors of %s ignored by policy", c->tls_host);
-    if (cc->from_probe && cc->upstream_intercepted && c->cfg->tier.inspect != CFG_INSPECT_CORE) {
+    if (cc->from_probe && cc->upstream_intercepted && fwd_inspect(c) != CFG_INSPECT_CORE) {
         /* The upstream intercepts this site: tunneled through here, the user
          * would get the upstream's certificates (and pages), which only this
          * tier's issuer makes trustworthy. Intercept here too. */

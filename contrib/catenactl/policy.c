@@ -418,6 +418,8 @@ pol_print_decision(const struct cpl_decision *d)
             first = 0;
         }
     printf("\n");
+    static const char *const insp[] = {"unset (node config)", "both", "edge", "core"};
+    printf("  tier inspect         %s\n", insp[d->inspect]);
     printf("  forward              %s\n", d->forward == NULL      ? "unset"
                                           : d->forward[0] == '\0' ? "no (direct)"
                                                                   : d->forward);

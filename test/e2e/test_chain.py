@@ -974,6 +974,21 @@ def test_inspect_edge(make_tier, origins, branch_kr, dc_kr):
     assert "expired" in rec["x-rs-certificate-observed-errors"], rec["_line"]
 
 
+def test_inspect_edge_from_the_bundle(make_tier, origins, branch_kr, dc_kr, bundles):
+    """The bundle both tiers run says where to decrypt (tier.inspect(edge) in <forward>),
+    over node configs that both say "both": the branch intercepts, the DC tunnels."""
+    b = bundles.build(ALLOW + "<forward>\n    tier.inspect(edge)\n", 1)
+    dc = make_tier("dc", dc_kr, "all", tier=dc_tier(), bundle=bundles.section(b))
+    branch = make_tier("branch", branch_kr, "all", hosts=[upstream("dc", dc.port, dc_kr.cert)],
+                       bundle=bundles.section(b))
+    assert get_small(branch, origins, branch_kr.root_cert).check().body == SMALL
+    rec = wait_ssl(branch, x_cs_sni="origin.test", s_action="INTERCEPTED")
+    assert PKI_INTER in rec["x-rs-certificate-issuer"], rec["_line"]
+    rec = wait_ssl(dc, x_cs_sni="origin.test")
+    assert rec["s-action"] == "TUNNELED" and rec["x-detail"] == "inspected downstream", \
+        rec["_line"]
+
+
 def test_inspect_edge_claim_from_stranger_ignored(make_tier, origins, branch_kr, dc_kr):
     """The same branch behind a DC that does not count it as a downstream network: the DC
     intercepts as its policy says; the branch then meets the DC's emulated certificate and

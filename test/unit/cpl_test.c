@@ -349,6 +349,11 @@ test_error_messages_more(void **state)
          "t.cpl:2:3: bad value for 'ssl.forward_proxy.hostname': expected a host name"},
         {"<forward>\n  forward(\"a b\")\n",
          "t.cpl:2:3: bad value for 'forward': expected a forwarding host name or no"},
+        {"<forward>\n  tier.inspect(middle)\n",
+         "t.cpl:2:3: bad value for 'tier.inspect': expected both, edge or core"},
+        {"<ssl-intercept>\n  tier.inspect(edge)\n",
+         "t.cpl:2:3: property 'tier.inspect' is not allowed in a <ssl-intercept> layer: expected "
+         "it in <forward>"},
         {"<ssl-intercept>\n  ssl.forward_proxy.issuer_keyring(a/b)\n",
          "t.cpl:2:3: bad value for 'ssl.forward_proxy.issuer_keyring': expected a name of 1-64 "
          "letters, digits, '_', '.', '-'"},
@@ -544,7 +549,7 @@ test_ssl_properties(void **state)
         "  server.certificate.hostname=two.example "
         "server.certificate.validate.ignore(hostname_mismatch,revocation)\n"
         "<forward>\n"
-        "  url.host=up.example forward(dc1)\n"
+        "  url.host=up.example forward(dc1) tier.inspect(edge)\n"
         "  forward(no)\n");
     struct cpl_txn t = {.url_host = "x.example", .cert_hostname = "x.example"};
     const struct cpl_decision *d = eval(p, CPL_L_SSL_INTERCEPT, &t);
@@ -579,8 +584,10 @@ test_ssl_properties(void **state)
 
     t.url_host = "up.example";
     assert_string_equal(eval(p, CPL_L_FORWARD, &t)->forward, "dc1");
+    assert_int_equal(eval(p, CPL_L_FORWARD, &t)->inspect, CPL_INSPECT_EDGE);
     t.url_host = "down.example";
     assert_string_equal(eval(p, CPL_L_FORWARD, &t)->forward, "");
+    assert_int_equal(eval(p, CPL_L_FORWARD, &t)->inspect, CPL_INSPECT_UNSET);
     cpl_free(p);
 }
 
