@@ -306,6 +306,10 @@ void conn_side_tls_io(struct conn_side *s, struct buf *replay) CAT_NONNULL(1);
  */
 int conn_cli_read_more(struct conn *c, struct buf *b) CAT_NONNULL(1, 2);
 
+/** An address as text ("192.0.2.1", "2001:db8::1"; IPv4-mapped as IPv4) and its port. */
+void conn_addr_text(const struct sockaddr_storage *ss, char *ip, size_t iplen, unsigned *port)
+    CAT_NONNULL(1, 2, 4);
+
 /** Takes over an accepted fd (non-blocking) and starts the state machine. */
 void conn_accept(struct worker *w, int fd, const struct lsn *ln, const struct sockaddr *peer,
                  socklen_t peerlen, struct cfg *cfg, struct tls_conf *tls)
